@@ -1,0 +1,154 @@
+//! The command line: `glurpc convert` and `glurpc inspect` (ingestion). Every
+//! option is also an environment variable.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::formats::{self, ParseOptions, Parsed, table::format_millis};
+
+/// glurpc: glucose forecasting from CGM exports.
+#[derive(Debug, Parser)]
+#[command(name = "glurpc", version, about)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Convert a CGM export to the unified CSV (cgm-format 0.13.0 schema).
+    Convert(ConvertArgs),
+    /// Describe a CGM export: detected format, rows per event type, time span, handle.
+    Inspect(InspectArgs),
+}
+
+/// Options shared by commands that read uploads.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Input file(s); `-` reads standard input. Several files only for Nightscout
+    /// JSON (entries.json plus treatments.json). gzip is detected automatically.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Largest accepted upload in bytes (after decompression).
+    #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = formats::decode::DEFAULT_MAX_BYTES)]
+    pub max_upload_bytes: usize,
+}
+
+/// `glurpc convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Input selection.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output file (default: standard output).
+    #[arg(short, long, env = "GLURPC_CONVERT_OUTPUT")]
+    pub output: Option<PathBuf>,
+}
+
+/// `glurpc inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Input selection.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Print one JSON object instead of text.
+    #[arg(long, env = "GLURPC_INSPECT_JSON")]
+    pub json: bool,
+}
+
+impl InputArgs {
+    fn parse(&self) -> Result<Parsed> {
+        let mut blobs = Vec::with_capacity(self.files.len());
+        for path in &self.files {
+            let mut bytes = Vec::new();
+            if path.as_os_str() == "-" {
+                std::io::stdin()
+                    .read_to_end(&mut bytes)
+                    .context("reading standard input")?;
+            } else {
+                bytes =
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            }
+            blobs.push(bytes);
+        }
+        let refs: Vec<&[u8]> = blobs.iter().map(Vec::as_slice).collect();
+        let opts = ParseOptions {
+            max_bytes: self.max_upload_bytes,
+        };
+        Ok(formats::parse_uploads(&refs, &opts)?)
+    }
+}
+
+/// What `inspect --json` prints.
+#[derive(Debug, Serialize)]
+pub struct Inspection {
+    /// Detected format id.
+    pub format: &'static str,
+    /// Content handle.
+    pub handle: String,
+    /// Rows in the unified table.
+    pub rows: usize,
+    /// Rows per event type.
+    pub event_counts: std::collections::BTreeMap<String, usize>,
+    /// First timestamp (ISO, seconds).
+    pub first: Option<String>,
+    /// Last timestamp (ISO, seconds).
+    pub last: Option<String>,
+}
+
+impl Inspection {
+    /// Summarises a parsed upload.
+    pub fn of(p: &Parsed) -> Self {
+        let range = p.table.time_range();
+        let iso = |t| format_millis(t)[..19].to_string();
+        Inspection {
+            format: p.format.id(),
+            handle: p.handle.clone(),
+            rows: p.table.len(),
+            event_counts: p.table.event_counts(),
+            first: range.map(|r| iso(r.0)),
+            last: range.map(|r| iso(r.1)),
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Convert(args) => {
+            let parsed = args.input.parse()?;
+            match &args.output {
+                Some(path) => std::fs::write(path, parsed.csv.as_bytes())
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => std::io::stdout().lock().write_all(parsed.csv.as_bytes())?,
+            }
+        }
+        Command::Inspect(args) => {
+            let parsed = args.input.parse()?;
+            let info = Inspection::of(&parsed);
+            let mut out = std::io::stdout().lock();
+            if args.json {
+                serde_json::to_writer_pretty(&mut out, &info)?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "format:  {}", info.format)?;
+                writeln!(out, "handle:  {}", info.handle)?;
+                writeln!(out, "rows:    {}", info.rows)?;
+                if let (Some(a), Some(b)) = (&info.first, &info.last) {
+                    writeln!(out, "span:    {a} to {b}")?;
+                }
+                writeln!(out, "events:")?;
+                for (k, v) in &info.event_counts {
+                    writeln!(out, "  {k:<9} {v}")?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
