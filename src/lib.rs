@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod formats;
+pub mod pipeline;
 
 pub mod proto {
     //! Generated gRPC types for package `glurpc` (wire-compatible with gluRPC 0.6.3).

@@ -5,7 +5,7 @@
 //! CSV to the same handle.
 //!
 //! Time-bounded: `GLURPC_FUZZ_SECONDS` (default 3); seed with `GLURPC_FUZZ_SEED`.
-//! Run for a minute: `GLURPC_FUZZ_SECONDS=60 cargo test --release --test fuzz_formats -- --nocapture`.
+//! Run for a minute: `GLURPC_FUZZ_SECONDS=60 cargo test --test fuzz_formats -- --nocapture`.
 
 use std::io::Read;
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -2,10 +2,8 @@
 //! numbers, header lookup with cgm-format's name cleaning, ragged rows, empty
 //! cells as nulls, and the number and timestamp conversions polars applies.
 
-use chrono::NaiveDateTime;
-
 use super::error::FormatError;
-use super::table::{Millis, to_millis};
+use super::table::Millis;
 
 /// A parsed CSV section: cleaned header names and data records.
 pub struct CsvTable {
@@ -92,7 +90,7 @@ impl CsvTable {
             let line = seen_line;
             match header {
                 None => header = Some(record.iter().map(|h| clean_name(h, clean)).collect()),
-                Some(_) => records.push((line, record.clone())),
+                Some(_) => records.push((line, std::mem::take(&mut record))),
             }
         }
         let header = header.ok_or_else(|| FormatError::NoData {
@@ -167,7 +165,7 @@ pub fn to_i64(s: Option<&str>) -> Option<i64> {
 /// Parses `s` with a strftime-style layout (chrono semantics: one- or
 /// two-digit fields, `%.f` optional fraction) into naive milliseconds.
 pub fn parse_ts(s: &str, layout: &str) -> Option<Millis> {
-    NaiveDateTime::parse_from_str(s, layout).ok().map(to_millis)
+    super::timefmt::parse(s, layout)
 }
 
 /// The first layout that reads `sample`, as cgm-format's timestamp probe.

@@ -46,7 +46,12 @@ fn header_line(text: &str) -> Result<usize, FormatError> {
 
 /// A decimal-comma number (`2747,00000`); placeholders such as `-------` are null.
 fn euro(s: Option<&str>) -> Option<f64> {
-    s?.replace(',', ".").parse::<f64>().ok()
+    let s = s?;
+    if s.contains(',') {
+        s.replace(',', ".").parse::<f64>().ok()
+    } else {
+        s.parse::<f64>().ok()
+    }
 }
 
 /// The first `KEY\s*([\d,.]+)` in `text`, optionally followed by `\s*gram`.
@@ -64,6 +69,11 @@ fn marker_number<'a>(text: &'a str, key: &str, need_grams: bool) -> Option<&'a s
         from = start;
     }
     None
+}
+
+/// True when any of the value columns has text (rows without any are skipped early).
+fn has_values(rec: &csv::StringRecord, cols: [Option<usize>; 5]) -> bool {
+    cols.iter().any(|c| cell(rec, *c).is_some())
 }
 
 /// Parses a Guardian Connect CareLink export.
@@ -93,7 +103,14 @@ pub fn parse(text: &str) -> Result<Vec<Row>, FormatError> {
         if date == "Date" || index.starts_with("-------") {
             continue;
         }
-        let stamp = cell(rec, Some(time_i)).map(|t| format!("{date} {t}"));
+        let time = cell(rec, Some(time_i));
+        let stamp = if layout.is_none()
+            || has_values(rec, [Some(sensor_i), bg_i, bolus_i, bwz_i, marker_i])
+        {
+            time.map(|t| format!("{date} {t}"))
+        } else {
+            continue;
+        };
         if layout.is_none()
             && let Some(s) = &stamp
         {

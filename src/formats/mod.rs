@@ -15,6 +15,7 @@ pub mod libre;
 pub mod medtronic;
 pub mod nightscout;
 pub mod table;
+pub mod timefmt;
 pub mod unified;
 
 pub use detect::{Format, detect};

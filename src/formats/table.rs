@@ -5,7 +5,7 @@
 use std::cmp::Ordering;
 use std::fmt::Write as _;
 
-use chrono::{DateTime, NaiveDateTime};
+use chrono::NaiveDateTime;
 use sha2::{Digest, Sha256};
 
 /// Header line of the unified CSV, in schema order.
@@ -25,6 +25,24 @@ pub const UNIFIED_COLUMNS: [&str; 11] = [
     "insulin_fast",
     "exercise",
 ];
+
+/// Bits of the `quality` column (cgm-format's `Quality` flags).
+pub mod quality {
+    /// Dexcom `High`/`Low` substitution (and imputed neighbours).
+    pub const OUT_OF_RANGE: i64 = 1;
+    /// Within 24 h after a gap of at least 2 h 45 min.
+    pub const SENSOR_CALIBRATION: i64 = 2;
+    /// Created by gap interpolation.
+    pub const IMPUTATION: i64 = 4;
+    /// A later row sharing its `datetime` with an earlier one.
+    pub const TIME_DUPLICATE: i64 = 8;
+    /// Moved onto the 5-minute grid.
+    pub const SYNCHRONIZATION: i64 = 16;
+    /// CGMacros merged track (never produced here).
+    pub const TRACK_MERGE: i64 = 32;
+    /// Glucose recomputed at its grid instant.
+    pub const GRID_RETIMED: i64 = 64;
+}
 
 /// A naive timestamp in milliseconds since 1970-01-01T00:00:00 (no time zone),
 /// the unit of the schema's `Datetime(ms)` columns.
@@ -117,6 +135,26 @@ pub struct Row {
 }
 
 impl Row {
+    /// True for an `EGV_READ` row.
+    pub fn is_glucose(&self) -> bool {
+        self.event_type == Some(EventType::Glucose)
+    }
+
+    /// A sensor reading with a value (cgm-format's "reading": `EGV_READ` or the
+    /// legacy `IMPUTATN`, glucose not null).
+    pub fn is_reading(&self) -> bool {
+        self.glucose.is_some()
+            && match &self.event_type {
+                Some(EventType::Glucose) => true,
+                Some(EventType::Other(s)) => &**s == "IMPUTATN",
+                _ => false,
+            }
+    }
+
+    /// The quality bits, 0 when null.
+    pub fn flags(&self) -> i64 {
+        self.quality.unwrap_or(0)
+    }
     /// A vendor row: sequence 0, given type, time and quality, every data column null.
     pub fn event(event_type: EventType, datetime: Millis, quality: i64) -> Self {
         Row {
@@ -157,7 +195,7 @@ fn cmp_f64(a: &f64, b: &f64) -> Ordering {
 }
 
 /// The schema's stable sort: every column in schema order, ascending, nulls first.
-fn cmp_rows(a: &Row, b: &Row) -> Ordering {
+pub fn cmp_rows(a: &Row, b: &Row) -> Ordering {
     cmp_opt(&a.sequence_id, &b.sequence_id, Ord::cmp)
         .then_with(|| cmp_opt(&a.original_datetime, &b.original_datetime, Ord::cmp))
         .then_with(|| cmp_opt(&a.original_glucose, &b.original_glucose, cmp_f64))
@@ -190,6 +228,11 @@ impl UnifiedTable {
         }
         rows.sort_by(cmp_rows);
         UnifiedTable { rows }
+    }
+
+    /// Sorts rows into the schema's canonical order (every column, nulls first).
+    pub fn sort_rows(rows: &mut [Row]) {
+        rows.sort_by(cmp_rows);
     }
 
     /// The rows, in canonical order.
@@ -277,7 +320,7 @@ fn write_opt_i64(out: &mut String, v: Option<i64>) {
 
 fn write_opt_ts(out: &mut String, v: Option<Millis>) {
     if let Some(v) = v {
-        out.push_str(&format_millis(v));
+        super::timefmt::push_iso_millis(out, v);
     }
 }
 
@@ -305,10 +348,9 @@ fn write_str_field(out: &mut String, s: &str) {
 /// Formats a naive millisecond timestamp as polars does for `Datetime(ms)`:
 /// `YYYY-MM-DDTHH:MM:SS.mmm`.
 pub fn format_millis(ms: Millis) -> String {
-    match DateTime::from_timestamp_millis(ms) {
-        Some(dt) => dt.naive_utc().format("%Y-%m-%dT%H:%M:%S%.3f").to_string(),
-        None => ms.to_string(),
-    }
+    let mut s = String::with_capacity(23);
+    super::timefmt::push_iso_millis(&mut s, ms);
+    s
 }
 
 /// Converts a naive datetime to milliseconds.
