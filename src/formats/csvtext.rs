@@ -90,7 +90,12 @@ impl CsvTable {
             let line = seen_line;
             match header {
                 None => header = Some(record.iter().map(|h| clean_name(h, clean)).collect()),
-                Some(_) => records.push((line, std::mem::take(&mut record))),
+                Some(_) => {
+                    // Hand the filled record over and read the next into one of the same size.
+                    let next =
+                        csv::StringRecord::with_capacity(record.as_slice().len(), record.len());
+                    records.push((line, std::mem::replace(&mut record, next)));
+                }
             }
         }
         let header = header.ok_or_else(|| FormatError::NoData {
