@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use crate::formats::{self, ParseOptions, Parsed, table::format_millis};
+use crate::pipeline::{self, WindowConfig};
 
 /// glurpc: glucose forecasting from CGM exports.
 #[derive(Debug, Parser)]
@@ -100,13 +101,83 @@ pub struct Inspection {
     pub first: Option<String>,
     /// Last timestamp (ISO, seconds).
     pub last: Option<String>,
+    /// Number of sequences (runs without gaps over 15 minutes).
+    pub sequences: usize,
+    /// The model windows: `full` (540-1080 min) and `quick` (540 min).
+    pub windows: Windows,
+}
+
+/// The two windows of `inspect`.
+#[derive(Debug, Serialize)]
+pub struct Windows {
+    /// The `/process_unified` window.
+    pub full: WindowInfo,
+    /// The `/quick_plot` window.
+    pub quick: WindowInfo,
+}
+
+/// One window's summary, or why it cannot be formed.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum WindowInfo {
+    /// The window was formed.
+    Ok {
+        /// First time in the window (ISO, seconds).
+        first: String,
+        /// Last time in the window.
+        last: String,
+        /// Grid points of the glucose series (L).
+        rows: usize,
+        /// Model windows (N = L - 107).
+        samples: usize,
+        /// `ProcessingWarning` bits.
+        warning_flags: i64,
+        /// Warning messages, in gluRPC's order.
+        warnings: Vec<String>,
+    },
+    /// The window could not be formed.
+    Err {
+        /// The reason.
+        error: String,
+    },
+}
+
+fn iso(t: i64) -> String {
+    format_millis(t)[..19].to_string()
+}
+
+fn window_info(processed: &[formats::Row], config: WindowConfig) -> WindowInfo {
+    match pipeline::prepare(processed, config) {
+        Ok(p) => {
+            let times = p.window.rows.iter().filter_map(|r| r.datetime);
+            let (lo, hi) = times.fold((i64::MAX, i64::MIN), |(a, b), t| (a.min(t), b.max(t)));
+            WindowInfo::Ok {
+                first: iso(lo),
+                last: iso(hi),
+                rows: p.dataset.points(),
+                samples: p.dataset.len(),
+                warning_flags: p.window.flags,
+                warnings: p.warnings.messages,
+            }
+        }
+        Err(e) => WindowInfo::Err {
+            error: e.to_string(),
+        },
+    }
 }
 
 impl Inspection {
     /// Summarises a parsed upload.
     pub fn of(p: &Parsed) -> Self {
         let range = p.table.time_range();
-        let iso = |t| format_millis(t)[..19].to_string();
+        let processed = pipeline::process(&p.table);
+        let mut seqs: Vec<i64> = processed
+            .iter()
+            .filter_map(|r| r.sequence_id)
+            .filter(|s| *s > 0)
+            .collect();
+        seqs.sort_unstable();
+        seqs.dedup();
         Inspection {
             format: p.format.id(),
             handle: p.handle.clone(),
@@ -114,6 +185,11 @@ impl Inspection {
             event_counts: p.table.event_counts(),
             first: range.map(|r| iso(r.0)),
             last: range.map(|r| iso(r.1)),
+            sequences: seqs.len(),
+            windows: Windows {
+                full: window_info(&processed, WindowConfig::FULL),
+                quick: window_info(&processed, WindowConfig::QUICK),
+            },
         }
     }
 }
@@ -146,6 +222,28 @@ pub fn run(cli: Cli) -> Result<()> {
                 writeln!(out, "events:")?;
                 for (k, v) in &info.event_counts {
                     writeln!(out, "  {k:<9} {v}")?;
+                }
+                writeln!(out, "sequences: {}", info.sequences)?;
+                for (name, w) in [("full", &info.windows.full), ("quick", &info.windows.quick)] {
+                    match w {
+                        WindowInfo::Ok {
+                            first,
+                            last,
+                            rows,
+                            samples,
+                            warning_flags,
+                            warnings,
+                        } => {
+                            writeln!(
+                                out,
+                                "window {name}: {first} to {last}, {rows} points, {samples} samples, warning flags {warning_flags}"
+                            )?;
+                            for m in warnings {
+                                writeln!(out, "  {m}")?;
+                            }
+                        }
+                        WindowInfo::Err { error } => writeln!(out, "window {name}: {error}")?,
+                    }
                 }
             }
         }

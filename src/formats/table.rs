@@ -230,6 +230,12 @@ impl UnifiedTable {
         UnifiedTable { rows }
     }
 
+    /// A table of already-processed rows (no parse post-processing), sorted.
+    pub fn from_processed(mut rows: Vec<Row>) -> Self {
+        rows.sort_by(cmp_rows);
+        UnifiedTable { rows }
+    }
+
     /// Sorts rows into the schema's canonical order (every column, nulls first).
     pub fn sort_rows(rows: &mut [Row]) {
         rows.sort_by(cmp_rows);

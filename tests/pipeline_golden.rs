@@ -1,0 +1,238 @@
+//! Golden parity of the pipeline with the reference's own code path
+//! (cgm-format 0.13.0 + gluRPC 0.6.3 + glucobench 0.4.1), from
+//! `tools/make_pipeline_goldens.py`: processed frames byte for byte, window
+//! selection, warnings, scalers and scaled model inputs within 1e-6.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use glurpc::formats::{self, ParseOptions, UnifiedTable};
+use glurpc::pipeline::{self, WindowConfig};
+use serde_json::Value;
+
+fn data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
+
+fn gunzip(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    let mut s = String::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_string(&mut s)
+        .unwrap();
+    s
+}
+
+fn goldens() -> Vec<(String, Value)> {
+    let mut v: Vec<(String, Value)> = std::fs::read_dir(data().join("golden_pipeline"))
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            (p.extension()? == "json").then_some(p)
+        })
+        .map(|p| {
+            let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+            (
+                stem,
+                serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn parse(stem: &str) -> formats::Parsed {
+    let g: Value =
+        serde_json::from_slice(&std::fs::read(data().join(format!("golden/{stem}.json"))).unwrap())
+            .unwrap();
+    let mut files = vec![std::fs::read(data().join(g["file"].as_str().unwrap())).unwrap()];
+    if let Some(t) = g["treatments_file"].as_str() {
+        files.push(std::fs::read(data().join(t)).unwrap());
+    }
+    let refs: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();
+    formats::parse_uploads(&refs, &ParseOptions::default()).unwrap()
+}
+
+fn csv_of(rows: &[formats::Row]) -> String {
+    UnifiedTable::from_processed(rows.to_vec()).to_csv()
+}
+
+fn first_diff(a: &str, b: &str) -> String {
+    for (i, (x, y)) in a.lines().zip(b.lines()).enumerate() {
+        if x != y {
+            return format!("line {}:\n  ours: {x}\n  ref:  {y}", i + 1);
+        }
+    }
+    format!(
+        "line counts: ours {} ref {}",
+        a.lines().count(),
+        b.lines().count()
+    )
+}
+
+#[test]
+fn processed_frames_match_the_reference() {
+    let mut checked = 0;
+    for (stem, _) in goldens() {
+        let path = data().join(format!("golden_pipeline/{stem}.frames/processed.csv.gz"));
+        if !path.exists() {
+            continue;
+        }
+        let ours = csv_of(&pipeline::process(&parse(&stem).table));
+        let want = gunzip(&path);
+        assert!(
+            ours == want,
+            "{stem}: processed frame differs at {}",
+            first_diff(&ours, &want)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 5, "only {checked} processed frames checked");
+}
+
+fn f32s(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+fn close(a: &[f32], b: &[f32], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!((x - y).abs() <= 1e-6, "{what}[{i}]: ours {x} ref {y}");
+    }
+}
+
+/// Fixtures where the reference's window differs from ours by design
+/// (docs/compatibility.md: durations count glucose readings only).
+const DEVIATIONS: &[&str] = &["medtronic_86d", "nightscout_exporter"];
+
+#[test]
+fn windows_warnings_scalers_and_inputs_match_the_reference() {
+    let mut checked = 0;
+    for (stem, g) in goldens() {
+        if DEVIATIONS.contains(&stem.as_str()) {
+            continue;
+        }
+        let processed = pipeline::process(&parse(&stem).table);
+        for (name, config) in [("full", WindowConfig::FULL), ("quick", WindowConfig::QUICK)] {
+            let gw = &g[name];
+            let ours = pipeline::prepare(&processed, config);
+            if gw.get("error").is_some_and(|e| !e.is_null()) {
+                assert!(
+                    ours.is_err(),
+                    "{stem}/{name}: reference failed ({}), we succeeded",
+                    gw["error"]
+                );
+                continue;
+            }
+            let p = ours.unwrap_or_else(|e| panic!("{stem}/{name}: {e}"));
+            let ctx = format!("{stem}/{name}");
+            assert_eq!(
+                p.window.flags,
+                gw["warning_flags"].as_i64().unwrap(),
+                "{ctx}: flags"
+            );
+            assert_eq!(
+                p.dataset.points() as u64,
+                gw["rows"].as_u64().unwrap(),
+                "{ctx}: L"
+            );
+            assert_eq!(
+                p.dataset.len() as u64,
+                gw["samples"].as_u64().unwrap(),
+                "{ctx}: N"
+            );
+            let want_msgs: Vec<String> = gw["warnings"]["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m.as_str().unwrap().to_string())
+                .collect();
+            let ours_msgs: Vec<String> = p
+                .warnings
+                .messages
+                .iter()
+                .filter(|m| !m.starts_with("OLDER_SEQUENCE"))
+                .cloned()
+                .collect();
+            assert_eq!(ours_msgs, want_msgs, "{ctx}: messages");
+            let sc = &gw["scaler"];
+            close(
+                &p.dataset.target_scaler.min,
+                &f32s(&sc["target"]["min"]),
+                &format!("{ctx}: target min"),
+            );
+            close(
+                &p.dataset.target_scaler.scale,
+                &f32s(&sc["target"]["scale"]),
+                &format!("{ctx}: target scale"),
+            );
+            close(
+                &p.dataset.covariate_scaler.min,
+                &f32s(&sc["covariates"]["min"]),
+                &format!("{ctx}: cov min"),
+            );
+            close(
+                &p.dataset.covariate_scaler.scale,
+                &f32s(&sc["covariates"]["scale"]),
+                &format!("{ctx}: cov scale"),
+            );
+            for (key, w) in gw["windows"].as_object().unwrap() {
+                let index: i64 = key.parse().unwrap();
+                let ours = p.dataset.window(index).unwrap();
+                let c = format!("{ctx}[{index}]");
+                close(
+                    &ours.past_target,
+                    &f32s(&w["encoder_target"]),
+                    &format!("{c} encoder target"),
+                );
+                close(
+                    &ours.future_target.clone().unwrap(),
+                    &f32s(&w["true_future"]),
+                    &format!("{c} future target"),
+                );
+                let flat = |rows: &[[f32; 6]]| rows.iter().flatten().copied().collect::<Vec<f32>>();
+                let flat_ref = |v: &Value| {
+                    v.as_array()
+                        .unwrap()
+                        .iter()
+                        .flat_map(f32s)
+                        .collect::<Vec<f32>>()
+                };
+                close(
+                    &flat(&ours.past_covariates),
+                    &flat_ref(&w["encoder_covariates"]),
+                    &format!("{c} encoder covariates"),
+                );
+                close(
+                    &flat(&ours.future_covariates),
+                    &flat_ref(&w["future_covariates"]),
+                    &format!("{c} future covariates"),
+                );
+                close(
+                    &ours.static_covariates,
+                    &f32s(&w["static"]),
+                    &format!("{c} static"),
+                );
+                let times: Vec<String> = ours
+                    .input_times
+                    .iter()
+                    .map(|t| formats::table::format_millis(*t)[..19].to_string())
+                    .collect();
+                let want: Vec<String> = w["input_times"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.as_str().unwrap().to_string())
+                    .collect();
+                assert_eq!(times, want, "{c} input times");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "only {checked} windows checked");
+}
