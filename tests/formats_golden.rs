@@ -2,24 +2,12 @@
 //! (made by `tools/make_format_goldens.py`) must give the same format, row
 //! counts, time span, handle and byte-identical unified CSV.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+mod common;
 
-use glurpc::formats::{self, ParseOptions, Parsed};
+use common::{data_dir, first_difference, gunzip, parse_golden_inputs};
+
+use glurpc::formats::{self, ParseOptions};
 use serde_json::Value;
-
-fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
-}
-
-fn gunzip(path: &Path) -> String {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut out = String::new();
-    flate2::read::GzDecoder::new(&bytes[..])
-        .read_to_string(&mut out)
-        .unwrap();
-    out
-}
 
 fn goldens() -> Vec<(String, Value)> {
     let mut out: Vec<(String, Value)> = std::fs::read_dir(data_dir().join("golden"))
@@ -36,29 +24,6 @@ fn goldens() -> Vec<(String, Value)> {
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
-}
-
-fn parse_golden_inputs(g: &Value) -> Parsed {
-    let mut files = vec![std::fs::read(data_dir().join(g["file"].as_str().unwrap())).unwrap()];
-    if let Some(t) = g["treatments_file"].as_str() {
-        files.push(std::fs::read(data_dir().join(t)).unwrap());
-    }
-    let refs: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();
-    formats::parse_uploads(&refs, &ParseOptions::default())
-        .unwrap_or_else(|e| panic!("{}: {e}", g["file"]))
-}
-
-fn first_difference(a: &str, b: &str) -> String {
-    for (i, (x, y)) in a.lines().zip(b.lines()).enumerate() {
-        if x != y {
-            return format!("line {}:\n  ours: {x}\n  ref:  {y}", i + 1);
-        }
-    }
-    format!(
-        "line counts differ: ours {} ref {}",
-        a.lines().count(),
-        b.lines().count()
-    )
 }
 
 #[test]

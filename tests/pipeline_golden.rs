@@ -3,25 +3,13 @@
 //! `tools/make_pipeline_goldens.py`: processed frames byte for byte, window
 //! selection, warnings, scalers and scaled model inputs within 1e-6.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{data_dir as data, first_difference as first_diff, gunzip, parse_golden_inputs};
 
 use glurpc::formats::{self, ParseOptions, UnifiedTable};
 use glurpc::pipeline::{self, WindowConfig};
 use serde_json::Value;
-
-fn data() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
-}
-
-fn gunzip(path: &Path) -> String {
-    let bytes = std::fs::read(path).unwrap();
-    let mut s = String::new();
-    flate2::read::GzDecoder::new(&bytes[..])
-        .read_to_string(&mut s)
-        .unwrap();
-    s
-}
 
 fn goldens() -> Vec<(String, Value)> {
     let mut v: Vec<(String, Value)> = std::fs::read_dir(data().join("golden_pipeline"))
@@ -43,32 +31,12 @@ fn goldens() -> Vec<(String, Value)> {
 }
 
 fn parse(stem: &str) -> formats::Parsed {
-    let g: Value =
-        serde_json::from_slice(&std::fs::read(data().join(format!("golden/{stem}.json"))).unwrap())
-            .unwrap();
-    let mut files = vec![std::fs::read(data().join(g["file"].as_str().unwrap())).unwrap()];
-    if let Some(t) = g["treatments_file"].as_str() {
-        files.push(std::fs::read(data().join(t)).unwrap());
-    }
-    let refs: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();
-    formats::parse_uploads(&refs, &ParseOptions::default()).unwrap()
+    let path = data().join(format!("golden/{stem}.json"));
+    parse_golden_inputs(&serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap())
 }
 
 fn csv_of(rows: &[formats::Row]) -> String {
     UnifiedTable::from_processed(rows.to_vec()).to_csv()
-}
-
-fn first_diff(a: &str, b: &str) -> String {
-    for (i, (x, y)) in a.lines().zip(b.lines()).enumerate() {
-        if x != y {
-            return format!("line {}:\n  ours: {x}\n  ref:  {y}", i + 1);
-        }
-    }
-    format!(
-        "line counts: ours {} ref {}",
-        a.lines().count(),
-        b.lines().count()
-    )
 }
 
 #[test]

@@ -1,0 +1,48 @@
+//! Helpers shared by the golden tests: fixture paths, gunzip, golden inputs, text diffs.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use glurpc::formats::{self, ParseOptions, Parsed};
+use serde_json::Value;
+
+/// `tests/data`.
+pub fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
+
+/// The text of a gzip file.
+pub fn gunzip(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut out = String::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_string(&mut out)
+        .unwrap();
+    out
+}
+
+/// Parses the input files a format golden names (`file`, optional `treatments_file`).
+pub fn parse_golden_inputs(g: &Value) -> Parsed {
+    let mut files = vec![std::fs::read(data_dir().join(g["file"].as_str().unwrap())).unwrap()];
+    if let Some(t) = g["treatments_file"].as_str() {
+        files.push(std::fs::read(data_dir().join(t)).unwrap());
+    }
+    let refs: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();
+    formats::parse_uploads(&refs, &ParseOptions::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", g["file"]))
+}
+
+/// The first differing line of two texts, for assertion messages.
+pub fn first_difference(a: &str, b: &str) -> String {
+    for (i, (x, y)) in a.lines().zip(b.lines()).enumerate() {
+        if x != y {
+            return format!("line {}:\n  ours: {x}\n  ref:  {y}", i + 1);
+        }
+    }
+    format!(
+        "line counts differ: ours {} ref {}",
+        a.lines().count(),
+        b.lines().count()
+    )
+}
