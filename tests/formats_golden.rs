@@ -4,31 +4,13 @@
 
 mod common;
 
-use common::{data_dir, first_difference, gunzip, parse_golden_inputs};
+use common::{data_dir, first_difference, gunzip, json_files, parse_golden_inputs};
 
 use glurpc::formats::{self, ParseOptions};
-use serde_json::Value;
-
-fn goldens() -> Vec<(String, Value)> {
-    let mut out: Vec<(String, Value)> = std::fs::read_dir(data_dir().join("golden"))
-        .unwrap()
-        .filter_map(|e| {
-            let p = e.ok()?.path();
-            (p.extension()? == "json").then_some(p)
-        })
-        .map(|p| {
-            let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
-            let v: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-            (stem, v)
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
 
 #[test]
 fn every_golden_fixture_matches_the_reference() {
-    let all = goldens();
+    let all = json_files("golden");
     assert!(
         all.len() >= 12,
         "expected the golden set, found {}",
@@ -103,7 +85,7 @@ fn handles_match_the_published_table() {
 
 #[test]
 fn unified_csv_round_trips_to_the_same_handle() {
-    for (stem, g) in goldens() {
+    for (stem, g) in json_files("golden") {
         let p = parse_golden_inputs(&g);
         let again = formats::parse_bytes(p.csv.as_bytes(), &ParseOptions::default()).unwrap();
         assert_eq!(again.format.id(), "unified", "{stem}");

@@ -5,30 +5,13 @@
 
 mod common;
 
-use common::{data_dir as data, first_difference as first_diff, gunzip, parse_golden_inputs};
+use common::{
+    data_dir as data, first_difference as first_diff, gunzip, json_files, parse_golden_inputs,
+};
 
 use glurpc::formats::{self, ParseOptions, UnifiedTable};
 use glurpc::pipeline::{self, WindowConfig};
 use serde_json::Value;
-
-fn goldens() -> Vec<(String, Value)> {
-    let mut v: Vec<(String, Value)> = std::fs::read_dir(data().join("golden_pipeline"))
-        .unwrap()
-        .filter_map(|e| {
-            let p = e.ok()?.path();
-            (p.extension()? == "json").then_some(p)
-        })
-        .map(|p| {
-            let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
-            (
-                stem,
-                serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap(),
-            )
-        })
-        .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
-}
 
 fn parse(stem: &str) -> formats::Parsed {
     let path = data().join(format!("golden/{stem}.json"));
@@ -42,7 +25,7 @@ fn csv_of(rows: &[formats::Row]) -> String {
 #[test]
 fn processed_frames_match_the_reference() {
     let mut checked = 0;
-    for (stem, _) in goldens() {
+    for (stem, _) in json_files("golden_pipeline") {
         let path = data().join(format!("golden_pipeline/{stem}.frames/processed.csv.gz"));
         if !path.exists() {
             continue;
@@ -81,7 +64,7 @@ const DEVIATIONS: &[&str] = &["medtronic_86d", "nightscout_exporter"];
 #[test]
 fn windows_warnings_scalers_and_inputs_match_the_reference() {
     let mut checked = 0;
-    for (stem, g) in goldens() {
+    for (stem, g) in json_files("golden_pipeline") {
         if DEVIATIONS.contains(&stem.as_str()) {
             continue;
         }
