@@ -302,3 +302,96 @@ impl Dataset {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2024-01-10 00:00:00 UTC.
+    const START: i64 = 1_704_844_800_000;
+
+    fn series(start: i64, n: usize) -> Vec<(i64, Option<f64>)> {
+        (0..n)
+            .map(|i| (start + i as i64 * STEP_MS, Some(100.0 + (i % 37) as f64)))
+            .collect()
+    }
+
+    #[test]
+    fn forward_window_uses_the_last_points_and_the_next_grid_times() {
+        let data = series(START, 200);
+        let last = data[199].0;
+        let ds = Dataset::build(&data).unwrap();
+        let fw = ds.forward().unwrap();
+        assert_eq!(
+            fw.input_times,
+            data[104..].iter().map(|p| p.0).collect::<Vec<_>>()
+        );
+        let expected: Vec<i64> = (1..=12).map(|k| last + k * STEP_MS).collect();
+        assert_eq!(fw.output_times, expected);
+        assert!(fw.future_target.is_none());
+        for (t, g) in fw.input_times.iter().zip(&fw.past_target) {
+            let raw = data.iter().find(|p| p.0 == *t).unwrap().1.unwrap() as f32;
+            assert_eq!(*g, ds.target_scaler.apply(0, raw));
+        }
+        // Covariates are the scaled calendar of the future times themselves.
+        for (t, c) in expected.iter().zip(&fw.future_covariates) {
+            let raw = calendar(*t);
+            for j in 0..NUM_COVARIATES {
+                assert_eq!(c[j], ds.covariate_scaler.apply(j, raw[j]));
+            }
+        }
+        // The last measured window ends where the forward window starts its horizon.
+        let w0 = ds.window(0).unwrap();
+        assert_eq!(*w0.output_times.last().unwrap(), last);
+        assert_eq!(w0.input_times[0] + STEP_MS * 12, fw.input_times[0]);
+    }
+
+    #[test]
+    fn forward_horizon_crosses_midnight_and_month_end() {
+        // Last reading 2024-03-31 23:55:00 UTC.
+        let last = DateTime::parse_from_rfc3339("2024-03-31T23:55:00Z")
+            .unwrap()
+            .timestamp_millis();
+        let data = series(last - 199 * STEP_MS, 200);
+        let ds = Dataset::build(&data).unwrap();
+        let fw = ds.forward().unwrap();
+        let first = calendar(fw.output_times[0]);
+        assert_eq!(first, [1.0, 4.0, 2024.0, 0.0, 0.0, 0.0]);
+        // Day and month took one value each in the input (31 and 3), so their
+        // range counts as 1 and the horizon's values extrapolate rather than
+        // clip, as sklearn does: day 1 -> 1 - 31 = -30, month 4 -> 4 - 3 = 1.
+        assert_eq!(fw.future_covariates[0][0], -30.0);
+        assert_eq!(fw.future_covariates[0][1], 1.0);
+        assert_eq!(
+            fw.future_covariates[11][4],
+            ds.covariate_scaler.apply(4, 55.0)
+        );
+    }
+
+    #[test]
+    fn forward_needs_96_points_in_the_last_segment() {
+        let mut data = series(0, 200);
+        // A 50-minute gap leaves a last segment of 60 points.
+        for p in data.iter_mut().skip(140) {
+            p.0 += 50 * 60_000;
+        }
+        let ds = Dataset::build(&data).unwrap();
+        assert_eq!(ds.segments.len(), 2);
+        assert!(matches!(ds.forward(), Err(PipelineError::Dataset(_))));
+        // Measured windows still exist in the first segment.
+        assert_eq!(ds.len(), 140 + 1 - 108);
+    }
+
+    #[test]
+    fn scaler_inverse_round_trips_and_zero_range_counts_as_one() {
+        let flat: Vec<(i64, Option<f64>)> = (0..120).map(|i| (i * STEP_MS, Some(140.0))).collect();
+        let ds = Dataset::build(&flat).unwrap();
+        assert_eq!(ds.target_scaler.scale[0], 1.0);
+        assert_eq!(ds.target_scaler.apply(0, 140.0), 0.0);
+        let ds = Dataset::build(&series(0, 150)).unwrap();
+        for g in [40.0f32, 100.0, 136.0, 400.0] {
+            let back = ds.target_scaler.invert(0, ds.target_scaler.apply(0, g));
+            assert!((back - g).abs() < 1e-3, "{g} -> {back}");
+        }
+    }
+}
