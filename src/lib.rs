@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod formats;
+pub mod model;
 pub mod pipeline;
 
 pub mod proto {

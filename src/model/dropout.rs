@@ -1,0 +1,213 @@
+//! Dropout masks: off, drawn from our own seeded RNG (one stream per batch
+//! row, so a row's masks never depend on the rest of its batch), or injected
+//! in call order (parity tests against recorded PyTorch masks).
+
+use std::collections::VecDeque;
+
+use candle_core::{DType, Device, Tensor};
+
+use super::ModelError;
+
+/// SplitMix64: seeds and per-stream mixing.
+pub fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// xoshiro256++: a small, fast, seedable generator.
+#[derive(Debug, Clone)]
+pub struct Rng {
+    s: [u64; 4],
+}
+
+impl Rng {
+    /// A generator seeded through SplitMix64 (never the all-zero state).
+    pub fn new(seed: u64) -> Self {
+        let mut x = seed;
+        let mut s = [0u64; 4];
+        for v in &mut s {
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            *v = splitmix64(x);
+        }
+        Rng { s }
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let r = (self.s[0].wrapping_add(self.s[3]))
+            .rotate_left(23)
+            .wrapping_add(self.s[0]);
+        let t = self.s[1] << 17;
+        self.s[2] ^= self.s[0];
+        self.s[3] ^= self.s[1];
+        self.s[1] ^= self.s[2];
+        self.s[0] ^= self.s[3];
+        self.s[2] ^= t;
+        self.s[3] = self.s[3].rotate_left(45);
+        r
+    }
+}
+
+/// Where a forward pass gets its dropout masks.
+pub trait MaskSource {
+    /// The scaled keep mask (values 0 or 1/(1-p)) for a dropout call on a
+    /// tensor of `shape` in torch's layout (rows first), or `None` when
+    /// dropout is off.
+    fn mask(&mut self, shape: &[usize], p: f32, device: &Device)
+    -> Result<Option<Tensor>, ModelError>;
+}
+
+/// Dropout off (eval).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoDropout;
+
+impl MaskSource for NoDropout {
+    fn mask(&mut self, _: &[usize], _: f32, _: &Device) -> Result<Option<Tensor>, ModelError> {
+        Ok(None)
+    }
+}
+
+/// Masks drawn from one RNG stream per batch row.
+#[derive(Debug, Clone)]
+pub struct RowRng {
+    rows: Vec<Rng>,
+}
+
+impl RowRng {
+    /// One stream per row, each seeded with its own seed.
+    pub fn new(seeds: impl IntoIterator<Item = u64>) -> Self {
+        RowRng {
+            rows: seeds.into_iter().map(Rng::new).collect(),
+        }
+    }
+}
+
+impl MaskSource for RowRng {
+    fn mask(
+        &mut self,
+        shape: &[usize],
+        p: f32,
+        device: &Device,
+    ) -> Result<Option<Tensor>, ModelError> {
+        if p <= 0.0 {
+            return Ok(None);
+        }
+        let rows = shape.first().copied().unwrap_or(0);
+        if rows != self.rows.len() {
+            return Err(ModelError::Input(format!(
+                "dropout mask for {rows} rows from {} streams",
+                self.rows.len()
+            )));
+        }
+        let per_row: usize = shape[1..].iter().product();
+        let scale = 1.0 / (1.0 - p);
+        // Keep when a uniform 32-bit draw is at or above p * 2^32.
+        let threshold = (p as f64 * 4_294_967_296.0) as u64;
+        let mut data = Vec::with_capacity(rows * per_row);
+        for rng in &mut self.rows {
+            let mut left = per_row;
+            while left > 0 {
+                let bits = rng.next_u64();
+                for half in [bits & 0xFFFF_FFFF, bits >> 32].into_iter().take(left) {
+                    data.push(if half >= threshold { scale } else { 0.0 });
+                }
+                left = left.saturating_sub(2);
+            }
+        }
+        Ok(Some(Tensor::from_vec(data, shape, device)?))
+    }
+}
+
+/// Recorded keep masks (u8 or float 0/1), consumed in call order.
+#[derive(Debug, Default)]
+pub struct Injected {
+    masks: VecDeque<Tensor>,
+}
+
+impl Injected {
+    /// The masks in the order the forward pass will ask for them.
+    pub fn new(masks: impl IntoIterator<Item = Tensor>) -> Self {
+        Injected {
+            masks: masks.into_iter().collect(),
+        }
+    }
+
+    /// Masks not consumed yet.
+    pub fn remaining(&self) -> usize {
+        self.masks.len()
+    }
+}
+
+impl MaskSource for Injected {
+    fn mask(
+        &mut self,
+        shape: &[usize],
+        p: f32,
+        device: &Device,
+    ) -> Result<Option<Tensor>, ModelError> {
+        let m = self
+            .masks
+            .pop_front()
+            .ok_or_else(|| ModelError::Input("more dropout calls than injected masks".into()))?;
+        if m.dims() != shape {
+            return Err(ModelError::Input(format!(
+                "injected mask is {:?}, the dropout call is {shape:?}",
+                m.dims()
+            )));
+        }
+        let scale = 1.0 / (1.0 - p as f64);
+        Ok(Some(
+            m.to_dtype(DType::F32)?.to_device(device)?.affine(scale, 0.0)?,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rng_is_reproducible_and_seed_dependent() {
+        let a: Vec<u64> = (0..4).map(|_| Rng::new(1).next_u64()).collect();
+        assert!(a.iter().all(|v| *v == a[0]));
+        let mut r1 = Rng::new(1);
+        let mut r2 = Rng::new(2);
+        assert_ne!(r1.next_u64(), r2.next_u64());
+    }
+
+    #[test]
+    fn row_masks_keep_the_right_fraction_and_scale() {
+        let mut src = RowRng::new([3, 4]);
+        let m = src.mask(&[2, 50_001], 0.2, &Device::Cpu).unwrap().unwrap();
+        let v: Vec<f32> = m.flatten_all().unwrap().to_vec1().unwrap();
+        let kept = v.iter().filter(|x| **x > 0.0).count() as f64 / v.len() as f64;
+        assert!((kept - 0.8).abs() < 0.01, "{kept}");
+        assert!(v.iter().all(|x| *x == 0.0 || *x == 1.25));
+        assert!(src.mask(&[3, 5], 0.2, &Device::Cpu).is_err());
+    }
+
+    #[test]
+    fn a_row_mask_does_not_depend_on_its_neighbours() {
+        let mut alone = RowRng::new([11]);
+        let mut pair = RowRng::new([11, 12]);
+        let a: Vec<f32> = alone
+            .mask(&[1, 7, 9], 0.5, &Device::Cpu)
+            .unwrap()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let b: Vec<f32> = pair
+            .mask(&[2, 7, 9], 0.5, &Device::Cpu)
+            .unwrap()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(a, b[..63]);
+    }
+}

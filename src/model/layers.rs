@@ -1,0 +1,377 @@
+//! The building blocks of Gluformer, written from the reference's modules:
+//! linear maps, the data embedding, full attention, the distilling ConvLayer
+//! and the variance head. Weights are re-laid out once at load time
+//! (transposed, im2col for the circular convolutions).
+
+use candle_core::{Device, Tensor};
+
+use super::ModelError;
+use super::dropout::MaskSource;
+use super::weights::StateDict;
+
+/// BatchNorm statistics of the distilling ConvLayers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BatchNormMode {
+    /// Running statistics (eval; every row independent of its batch).
+    #[default]
+    Running,
+    /// The current batch's statistics (torch train mode, as gluRPC runs it).
+    Batch,
+}
+
+const NORM_EPS: f64 = 1e-5;
+
+pub(crate) fn get(sd: &StateDict, key: &str) -> Result<Tensor, ModelError> {
+    sd.get(key).cloned().ok_or_else(|| ModelError::StateDict {
+        missing: vec![key.to_string()],
+        unexpected: vec![],
+        mis_shaped: vec![],
+    })
+}
+
+/// Applies dropout through the mask source. `channels_first` says the torch
+/// call saw the tensor as (B, C, T) while we hold (B, T, C).
+pub(crate) fn dropout(
+    x: Tensor,
+    masks: &mut dyn MaskSource,
+    p: f32,
+    channels_first: bool,
+) -> Result<Tensor, ModelError> {
+    let dims = x.dims().to_vec();
+    let torch_shape = if channels_first {
+        vec![dims[0], dims[2], dims[1]]
+    } else {
+        dims
+    };
+    match masks.mask(&torch_shape, p, x.device())? {
+        None => Ok(x),
+        Some(m) if channels_first => Ok(x.mul(&m.transpose(1, 2)?)?),
+        Some(m) => Ok(x.mul(&m)?),
+    }
+}
+
+/// `y = x Wᵀ + b` over the last axis, with Wᵀ stored contiguous.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    w_t: Tensor,
+    b: Tensor,
+}
+
+impl Linear {
+    /// From a (out, in) weight (or (out, in, 1) for kernel-1 convolutions).
+    pub fn load(sd: &StateDict, prefix: &str) -> Result<Self, ModelError> {
+        let w = get(sd, &format!("{prefix}.weight"))?;
+        let w = if w.rank() == 3 { w.squeeze(2)? } else { w };
+        Ok(Linear {
+            w_t: w.t()?.contiguous()?,
+            b: get(sd, &format!("{prefix}.bias"))?,
+        })
+    }
+
+    fn from_parts(w_t: Tensor, b: Tensor) -> Self {
+        Linear { w_t, b }
+    }
+
+    /// Applies the map to (..., in).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+        let dims = x.dims().to_vec();
+        let k = dims[dims.len() - 1];
+        let rows = x.elem_count() / k.max(1);
+        let x2 = x.contiguous()?.reshape((rows, k))?;
+        let y = x2.matmul(&self.w_t)?.broadcast_add(&self.b)?;
+        let mut out = dims;
+        let last = out.len() - 1;
+        out[last] = self.w_t.dim(1)?;
+        Ok(y.reshape(out)?)
+    }
+}
+
+/// LayerNorm with eps 1e-5 over the last axis.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    w: Tensor,
+    b: Tensor,
+}
+
+impl LayerNorm {
+    /// From `{prefix}.weight` / `.bias`.
+    pub fn load(sd: &StateDict, prefix: &str) -> Result<Self, ModelError> {
+        Ok(LayerNorm {
+            w: get(sd, &format!("{prefix}.weight"))?,
+            b: get(sd, &format!("{prefix}.bias"))?,
+        })
+    }
+
+    /// Normalises (..., D).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+        Ok(candle_nn::ops::layer_norm(
+            &x.contiguous()?,
+            &self.w,
+            &self.b,
+            NORM_EPS as f32,
+        )?)
+    }
+}
+
+/// (B, T, C) with each step's neighbours, circularly: [x[t-1], x[t], x[t+1]]
+/// concatenated on the last axis, giving (B, T, 3C).
+fn circular_neighbours(x: &Tensor) -> Result<Tensor, ModelError> {
+    let t = x.dim(1)?;
+    let prev = Tensor::cat(&[x.narrow(1, t - 1, 1)?, x.narrow(1, 0, t - 1)?], 1)?;
+    let next = Tensor::cat(&[x.narrow(1, 1, t - 1)?, x.narrow(1, 0, 1)?], 1)?;
+    Ok(Tensor::cat(&[&prev, x, &next], 2)?)
+}
+
+/// Circular kernel-3 Conv1d as a linear map on [x[t-1], x[t], x[t+1]].
+fn circular_conv(sd: &StateDict, prefix: &str) -> Result<Linear, ModelError> {
+    let w = get(sd, &format!("{prefix}.weight"))?; // (out, in, 3)
+    let (out, inp, k) = w.dims3()?;
+    let w_t = w
+        .permute((0, 2, 1))?
+        .contiguous()?
+        .reshape((out, k * inp))?
+        .t()?
+        .contiguous()?;
+    Ok(Linear::from_parts(w_t, get(sd, &format!("{prefix}.bias"))?))
+}
+
+/// Value + position + covariate embedding, the subject token prepended, dropout.
+#[derive(Debug, Clone)]
+pub struct DataEmbedding {
+    value: Linear,
+    time: Linear,
+    subject: Linear,
+    pos: Tensor,
+    p: f32,
+}
+
+impl DataEmbedding {
+    /// From `{prefix}.{value,time,positional,subject}_embedding`.
+    pub fn load(sd: &StateDict, prefix: &str, p: f32) -> Result<Self, ModelError> {
+        let pos = get(sd, &format!("{prefix}.positional_embedding.pos_emb"))?;
+        Ok(DataEmbedding {
+            value: circular_conv(sd, &format!("{prefix}.value_embedding.conv"))?,
+            time: Linear::load(sd, &format!("{prefix}.time_embedding.embed"))?,
+            subject: Linear::load(sd, &format!("{prefix}.subject_embedding.id_embedding"))?,
+            pos: pos.squeeze(0)?,
+            p,
+        })
+    }
+
+    /// `x_id` (B, Fs), `x` (B, S, 1), `x_mark` (B, S, Fd) → (B, S+1, D).
+    pub fn forward(
+        &self,
+        x_id: &Tensor,
+        x: &Tensor,
+        x_mark: &Tensor,
+        masks: &mut dyn MaskSource,
+    ) -> Result<Tensor, ModelError> {
+        let s = x.dim(1)?;
+        let v = self.value.forward(&circular_neighbours(x)?)?;
+        let sum = v
+            .broadcast_add(&self.pos.narrow(0, 0, s)?)?
+            .add(&self.time.forward(x_mark)?)?;
+        let id = self.subject.forward(x_id)?.unsqueeze(1)?;
+        dropout(Tensor::cat(&[&id, &sum], 1)?, masks, self.p, false)
+    }
+}
+
+/// Full multi-head attention (causal in decoder self-attention).
+#[derive(Debug, Clone)]
+pub struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    heads: usize,
+    head_dim: usize,
+    causal: bool,
+    p: f32,
+}
+
+impl Attention {
+    /// From `{prefix}.proj_{q,k,v,out}`.
+    pub fn load(
+        sd: &StateDict,
+        prefix: &str,
+        heads: usize,
+        head_dim: usize,
+        causal: bool,
+        p: f32,
+    ) -> Result<Self, ModelError> {
+        let l = |n: &str| Linear::load(sd, &format!("{prefix}.{n}"));
+        Ok(Attention {
+            q: l("proj_q")?,
+            k: l("proj_k")?,
+            v: l("proj_v")?,
+            out: l("proj_out")?,
+            heads,
+            head_dim,
+            causal,
+            p,
+        })
+    }
+
+    fn split_heads(&self, x: Tensor) -> Result<Tensor, ModelError> {
+        let (b, n, _) = x.dims3()?;
+        Ok(x.reshape((b, n, self.heads, self.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()?)
+    }
+
+    /// Queries (B, Nq, D) attend to keys/values (B, Nk, D).
+    pub fn forward(
+        &self,
+        q_in: &Tensor,
+        kv: &Tensor,
+        masks: &mut dyn MaskSource,
+    ) -> Result<Tensor, ModelError> {
+        let (b, nq, _) = q_in.dims3()?;
+        let q = self.split_heads(self.q.forward(q_in)?)?;
+        let k = self.split_heads(self.k.forward(kv)?)?;
+        let v = self.split_heads(self.v.forward(kv)?)?;
+        let mut scores = q.matmul(&k.transpose(2, 3)?)?;
+        if self.causal {
+            scores = scores.broadcast_add(&causal_mask(nq, q_in.device())?)?;
+        }
+        let scores = (scores / (self.head_dim as f64).sqrt())?;
+        let att = candle_nn::ops::softmax_last_dim(&scores)?;
+        let att = dropout(att, masks, self.p, false)?;
+        let o = att
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, nq, self.heads * self.head_dim))?;
+        self.out.forward(&o)
+    }
+}
+
+fn causal_mask(n: usize, device: &Device) -> Result<Tensor, ModelError> {
+    let data: Vec<f32> = (0..n * n)
+        .map(|ij| {
+            if ij % n > ij / n {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    Ok(Tensor::from_vec(data, (n, n), device)?)
+}
+
+/// The two kernel-1 convolutions of a layer with the activation between.
+#[derive(Debug, Clone)]
+pub struct FeedForward {
+    up: Linear,
+    down: Linear,
+    relu: bool,
+    p: f32,
+}
+
+impl FeedForward {
+    /// From `{prefix}.conv1` / `{prefix}.conv2`.
+    pub fn load(sd: &StateDict, prefix: &str, relu: bool, p: f32) -> Result<Self, ModelError> {
+        Ok(FeedForward {
+            up: Linear::load(sd, &format!("{prefix}.conv1"))?,
+            down: Linear::load(sd, &format!("{prefix}.conv2"))?,
+            relu,
+            p,
+        })
+    }
+
+    /// `Dropout(conv2(Dropout(act(conv1(x)))))`.
+    pub fn forward(&self, x: &Tensor, masks: &mut dyn MaskSource) -> Result<Tensor, ModelError> {
+        let h = self.up.forward(x)?;
+        let h = if self.relu { h.relu()? } else { h.gelu_erf()? };
+        let h = dropout(h, masks, self.p, true)?;
+        dropout(self.down.forward(&h)?, masks, self.p, false)
+    }
+}
+
+/// The distilling ConvLayer: circular conv, BatchNorm, ELU, max-pool 3/2.
+#[derive(Debug, Clone)]
+pub struct ConvLayer {
+    conv: Linear,
+    weight: Tensor,
+    bias: Tensor,
+    running_scale: Tensor,
+    running_shift: Tensor,
+}
+
+impl ConvLayer {
+    /// From `{prefix}.downConv` and `{prefix}.norm`.
+    pub fn load(sd: &StateDict, prefix: &str) -> Result<Self, ModelError> {
+        let w = get(sd, &format!("{prefix}.norm.weight"))?;
+        let b = get(sd, &format!("{prefix}.norm.bias"))?;
+        let mean = get(sd, &format!("{prefix}.norm.running_mean"))?;
+        let var = get(sd, &format!("{prefix}.norm.running_var"))?;
+        // y = (x - mean) / sqrt(var + eps) * w + b = x * scale + shift
+        let scale = w.div(&(var + NORM_EPS)?.sqrt()?)?;
+        let shift = b.sub(&mean.mul(&scale)?)?;
+        Ok(ConvLayer {
+            conv: circular_conv(sd, &format!("{prefix}.downConv"))?,
+            weight: w,
+            bias: b,
+            running_scale: scale,
+            running_shift: shift,
+        })
+    }
+
+    /// (B, T, D) → (B, floor((T-1)/2)+1, D).
+    pub fn forward(&self, x: &Tensor, mode: BatchNormMode) -> Result<Tensor, ModelError> {
+        let (b, t, d) = x.dims3()?;
+        let y = self.conv.forward(&circular_neighbours(x)?)?;
+        let y = match mode {
+            BatchNormMode::Running => y
+                .broadcast_mul(&self.running_scale)?
+                .broadcast_add(&self.running_shift)?,
+            BatchNormMode::Batch => {
+                let flat = y.reshape((b * t, d))?;
+                let mean = flat.mean_keepdim(0)?;
+                let centred = flat.broadcast_sub(&mean)?;
+                let var = centred.sqr()?.mean_keepdim(0)?;
+                centred
+                    .broadcast_div(&(var + NORM_EPS)?.sqrt()?)?
+                    .broadcast_mul(&self.weight)?
+                    .broadcast_add(&self.bias)?
+                    .reshape((b, t, d))?
+            }
+        };
+        let y = y.elu(1.0)?;
+        // Max-pool, kernel 3, stride 2, padding 1 (padding never wins).
+        let pad = Tensor::full(f32::NEG_INFINITY, (b, 1, d), x.device())?;
+        let padded = Tensor::cat(&[&pad, &y, &pad], 1)?;
+        let out_len = (t - 1) / 2 + 1;
+        let pick = |offset: u32| -> Result<Tensor, ModelError> {
+            let idx: Vec<u32> = (0..out_len as u32).map(|i| 2 * i + offset).collect();
+            let idx = Tensor::from_vec(idx, out_len, x.device())?;
+            Ok(padded.index_select(&idx, 1)?)
+        };
+        Ok(pick(0)?.maximum(&pick(1)?)?.maximum(&pick(2)?)?)
+    }
+}
+
+/// The log-variance head on the embedded encoder input.
+#[derive(Debug, Clone)]
+pub struct Variance {
+    proj1: Linear,
+    proj2: Linear,
+    p: f32,
+}
+
+impl Variance {
+    /// From `var.proj1` / `var.proj2`.
+    pub fn load(sd: &StateDict, prefix: &str, p: f32) -> Result<Self, ModelError> {
+        Ok(Variance {
+            proj1: Linear::load(sd, &format!("{prefix}.proj1"))?,
+            proj2: Linear::load(sd, &format!("{prefix}.proj2"))?,
+            p,
+        })
+    }
+
+    /// (B, L+1, D) → (B, 1, 1), `10·tanh(·)`.
+    pub fn forward(&self, x: &Tensor, masks: &mut dyn MaskSource) -> Result<Tensor, ModelError> {
+        let a = self.proj1.forward(x)?.relu()?;
+        let a = dropout(a, masks, self.p, false)?.transpose(1, 2)?;
+        Ok((self.proj2.forward(&a)?.tanh()? * 10.0)?)
+    }
+}

@@ -1,0 +1,169 @@
+//! The model layer: Gluformer in candle. Owns the configuration, the state
+//! dict (safetensors or `.pth`, strictly checked), model sources (local or
+//! Hugging Face Hub), the network, dropout masks and batched inference.
+
+pub mod config;
+pub mod dropout;
+pub mod layers;
+pub mod network;
+pub mod infer;
+pub mod source;
+pub mod weights;
+
+use std::io::Read;
+use std::path::Path;
+
+use candle_core::Device;
+use sha2::{Digest, Sha256};
+
+pub use config::GluformerConfig;
+pub use infer::{Forecast, Mode, ModelWindow, PredictOptions};
+pub use layers::BatchNormMode;
+pub use network::Gluformer;
+pub use source::ModelFiles;
+
+/// Errors of the model layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A file or directory could not be read.
+    #[error("model I/O error: {0}")]
+    Io(String),
+    /// No model where it was looked for.
+    #[error("{what} not found; looked in: {}", looked.join(", "))]
+    NotFound {
+        /// What was missing.
+        what: String,
+        /// Every place searched.
+        looked: Vec<String>,
+    },
+    /// Invalid hyperparameters or an ambiguous model directory.
+    #[error("model config: {0}")]
+    Config(String),
+    /// The weights do not fit the config.
+    #[error("state dict does not match the config: {} missing [{}], {} unexpected [{}], {} mis-shaped [{}]",
+        missing.len(), missing.join(", "), unexpected.len(), unexpected.join(", "),
+        mis_shaped.len(), mis_shaped.join("; "))]
+    StateDict {
+        /// Keys the config needs that the file lacks.
+        missing: Vec<String>,
+        /// Keys in the file the config does not use.
+        unexpected: Vec<String>,
+        /// Keys with the wrong shape or dtype.
+        mis_shaped: Vec<String>,
+    },
+    /// A weights file that cannot be parsed.
+    #[error("corrupt weights file {path}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// A Hub download failed.
+    #[error("Hugging Face Hub: {0}")]
+    Hub(String),
+    /// Inputs that do not fit the model.
+    #[error("model input: {0}")]
+    Input(String),
+    /// A device that is not available.
+    #[error("device: {0}")]
+    Device(String),
+    /// A tensor operation failed.
+    #[error("tensor error: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Parses `cpu` or `cuda[:N]`.
+pub fn parse_device(spec: &str) -> Result<Device, ModelError> {
+    let spec = spec.trim().to_ascii_lowercase();
+    if spec == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    let Some(rest) = spec.strip_prefix("cuda") else {
+        return Err(ModelError::Device(format!(
+            "unknown device {spec:?}: use cpu or cuda:N"
+        )));
+    };
+    let ordinal = match rest.strip_prefix(':') {
+        Some(n) => n
+            .parse::<usize>()
+            .map_err(|_| ModelError::Device(format!("bad CUDA ordinal in {spec:?}")))?,
+        None if rest.is_empty() => 0,
+        None => return Err(ModelError::Device(format!("unknown device {spec:?}"))),
+    };
+    if !candle_core::utils::cuda_is_available() {
+        return Err(ModelError::Device(
+            "this build has no CUDA support; rebuild with `cargo build --release --features cuda`"
+                .into(),
+        ));
+    }
+    Device::new_cuda(ordinal).map_err(|e| ModelError::Device(format!("cuda:{ordinal}: {e}")))
+}
+
+/// Reads the config beside the weights, or the reference default without one.
+pub fn load_config(files: &ModelFiles) -> Result<GluformerConfig, ModelError> {
+    match &files.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| ModelError::Io(format!("{}: {e}", p.display())))?;
+            GluformerConfig::from_json(&text)
+        }
+        None => Ok(GluformerConfig::default()),
+    }
+}
+
+/// Loads a resolved model onto `device`.
+pub fn load(files: &ModelFiles, device: &Device) -> Result<Gluformer, ModelError> {
+    let cfg = load_config(files)?;
+    let sd = weights::read(&files.weights)?;
+    Gluformer::from_state_dict(sd, cfg, device)
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| ModelError::Io(format!("{}: {e}", path.display())))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| ModelError::Io(format!("{}: {e}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Converts a `.pth` (or any weights file) to `model.safetensors` +
+/// `config.json` in `out_dir`, after a strict check against the config.
+pub fn convert(
+    weights_in: &Path,
+    config: Option<&Path>,
+    out_dir: &Path,
+) -> Result<GluformerConfig, ModelError> {
+    let files = ModelFiles {
+        id: weights_in.display().to_string(),
+        weights: weights_in.to_path_buf(),
+        config: config.map(Path::to_path_buf).or_else(|| {
+            weights_in
+                .parent()
+                .map(|d| d.join("config.json"))
+                .filter(|p| p.is_file())
+        }),
+    };
+    let cfg = load_config(&files)?;
+    let sd = weights::read(weights_in)?;
+    weights::check(&sd, &cfg)?;
+    std::fs::create_dir_all(out_dir)
+        .map_err(|e| ModelError::Io(format!("{}: {e}", out_dir.display())))?;
+    let tmp = out_dir.join("model.safetensors.tmp");
+    weights::save(&sd, &tmp)?;
+    std::fs::rename(&tmp, out_dir.join("model.safetensors"))
+        .map_err(|e| ModelError::Io(format!("{}: {e}", out_dir.display())))?;
+    std::fs::write(out_dir.join("config.json"), cfg.to_json())
+        .map_err(|e| ModelError::Io(format!("{}: {e}", out_dir.display())))?;
+    Ok(cfg)
+}
