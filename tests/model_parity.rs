@@ -70,7 +70,10 @@ fn eval_mode_matches_pytorch() {
         .forward(&inputs(None), BatchNormMode::Running, &mut NoDropout, None)
         .unwrap();
     let want = fixture("eval.safetensors");
-    let (dp, dl) = (max_diff(&pred, &want["pred"]), max_diff(&logvar, &want["logvar"]));
+    let (dp, dl) = (
+        max_diff(&pred, &want["pred"]),
+        max_diff(&logvar, &want["logvar"]),
+    );
     eprintln!("max abs diff: pred {dp:e}, logvar {dl:e}");
     assert!(dp < 1e-5 && dl < 1e-5, "pred {dp}, logvar {dl}");
 }
@@ -82,7 +85,10 @@ fn batch_statistics_batchnorm_matches_pytorch_train_mode() {
         .forward(&inputs(None), BatchNormMode::Batch, &mut NoDropout, None)
         .unwrap();
     let want = fixture("trainbn.safetensors");
-    let (dp, dl) = (max_diff(&pred, &want["pred"]), max_diff(&logvar, &want["logvar"]));
+    let (dp, dl) = (
+        max_diff(&pred, &want["pred"]),
+        max_diff(&logvar, &want["logvar"]),
+    );
     eprintln!("max abs diff: pred {dp:e}, logvar {dl:e}");
     assert!(dp < 1e-5 && dl < 1e-5, "pred {dp}, logvar {dl}");
     // And it is a different model from running statistics.
@@ -104,7 +110,9 @@ fn intermediate_activations_match_pytorch() {
     let want = fixture("intermediates.safetensors");
     assert_eq!(want.len(), 13);
     for (name, t) in &want {
-        let got = cap.get(name).unwrap_or_else(|| panic!("{name} not captured"));
+        let got = cap
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} not captured"));
         let d = max_diff(got, t);
         eprintln!("{name}: {d:e}");
         assert!(d < 5e-5, "{name}: {d}");
@@ -121,7 +129,12 @@ fn injected_dropout_masks_reproduce_pytorch_mc_passes() {
     assert_eq!(keys.len(), 23);
     let mut masks = Injected::new(keys.iter().map(|k| f[*k].clone()));
     let (pred, logvar) = m
-        .forward(&inputs(Some((2, 3))), BatchNormMode::Batch, &mut masks, None)
+        .forward(
+            &inputs(Some((2, 3))),
+            BatchNormMode::Batch,
+            &mut masks,
+            None,
+        )
         .unwrap();
     assert_eq!(masks.remaining(), 0, "every recorded mask is consumed");
     let (dp, dl) = (max_diff(&pred, &f["pred"]), max_diff(&logvar, &f["logvar"]));
@@ -262,8 +275,14 @@ fn mc_dropout_statistics_match_pytorch_within_sampling_error() {
     // 12 steps of a window share their samples, so bound the worst at 15% and
     // the average over all 48 at 4%. (Our RNG is seeded: the outcome is fixed.)
     assert!(worst_z < 4.5, "worst mean z-score {worst_z}");
-    assert!((worst_ratio - 1.0).abs() < 0.15, "worst std ratio {worst_ratio}");
-    assert!((mean_ratio - 1.0).abs() < 0.04, "mean std ratio {mean_ratio}");
+    assert!(
+        (worst_ratio - 1.0).abs() < 0.15,
+        "worst std ratio {worst_ratio}"
+    );
+    assert!(
+        (mean_ratio - 1.0).abs() < 0.04,
+        "mean std ratio {mean_ratio}"
+    );
     // The spread is real: dropout is on.
     assert!(std.iter().flatten().all(|s| *s > 1e-3));
 }
@@ -318,7 +337,12 @@ fn reference_batch_statistics_mode_groups_windows() {
     let a = m.predict(&w, &opts(6)).unwrap();
     let b = m.predict(&w, &opts(2)).unwrap();
     // With batch statistics a window's forecast depends on its group.
-    assert!(a.pred.iter().zip(&b.pred).any(|(x, y)| (x - y).abs() > 1e-4));
+    assert!(
+        a.pred
+            .iter()
+            .zip(&b.pred)
+            .any(|(x, y)| (x - y).abs() > 1e-4)
+    );
     assert_eq!(a.logvar.len(), 18);
 }
 

@@ -68,7 +68,12 @@ impl GluformerConfig {
         let mut value: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| ModelError::Config(format!("config.json is not valid JSON: {e}")))?;
         if let Some(obj) = value.as_object_mut() {
-            for extra in ["model_type", "architectures", "transformers_version", "glurpc"] {
+            for extra in [
+                "model_type",
+                "architectures",
+                "transformers_version",
+                "glurpc",
+            ] {
                 obj.remove(extra);
             }
         }
@@ -175,7 +180,10 @@ mod tests {
         let c = GluformerConfig::default();
         assert_eq!(GluformerConfig::from_json(&c.to_json()).unwrap(), c);
         let bad = c.to_json().replace("\"n_heads\": 10", "\"n_heads\": 0");
-        assert!(matches!(GluformerConfig::from_json(&bad), Err(ModelError::Config(_))));
+        assert!(matches!(
+            GluformerConfig::from_json(&bad),
+            Err(ModelError::Config(_))
+        ));
         let typo = c.to_json().replace("\"d_fcn\"", "\"d_fnc\"");
         let err = GluformerConfig::from_json(&typo).unwrap_err().to_string();
         assert!(err.contains("d_fnc"), "{err}");

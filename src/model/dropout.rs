@@ -55,8 +55,12 @@ pub trait MaskSource {
     /// The scaled keep mask (values 0 or 1/(1-p)) for a dropout call on a
     /// tensor of `shape` in torch's layout (rows first), or `None` when
     /// dropout is off.
-    fn mask(&mut self, shape: &[usize], p: f32, device: &Device)
-    -> Result<Option<Tensor>, ModelError>;
+    fn mask(
+        &mut self,
+        shape: &[usize],
+        p: f32,
+        device: &Device,
+    ) -> Result<Option<Tensor>, ModelError>;
 }
 
 /// Dropout off (eval).
@@ -159,7 +163,9 @@ impl MaskSource for Injected {
         }
         let scale = 1.0 / (1.0 - p as f64);
         Ok(Some(
-            m.to_dtype(DType::F32)?.to_device(device)?.affine(scale, 0.0)?,
+            m.to_dtype(DType::F32)?
+                .to_device(device)?
+                .affine(scale, 0.0)?,
         ))
     }
 }

@@ -111,10 +111,18 @@ impl Gluformer {
         let c = self.config();
         let fd = c.num_dynamic_features;
         let want = [
-            ("static features", w.static_features.len(), c.num_static_features),
+            (
+                "static features",
+                w.static_features.len(),
+                c.num_static_features,
+            ),
             ("past values", w.past.len(), c.len_seq),
             ("past covariates", w.past_covariates.len(), c.len_seq * fd),
-            ("future covariates", w.future_covariates.len(), c.len_pred * fd),
+            (
+                "future covariates",
+                w.future_covariates.len(),
+                c.len_pred * fd,
+            ),
         ];
         for (what, got, need) in want {
             if got != need {
@@ -123,7 +131,11 @@ impl Gluformer {
                 )));
             }
         }
-        if w.past.iter().chain(&w.past_covariates).any(|v| !v.is_finite()) {
+        if w.past
+            .iter()
+            .chain(&w.past_covariates)
+            .any(|v| !v.is_finite())
+        {
             return Err(ModelError::Input("window holds a non-finite value".into()));
         }
         Ok(())

@@ -4,9 +4,10 @@
 
 pub mod config;
 pub mod dropout;
+pub mod infer;
+pub mod init;
 pub mod layers;
 pub mod network;
-pub mod infer;
 pub mod source;
 pub mod weights;
 

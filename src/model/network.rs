@@ -45,7 +45,9 @@ struct EncoderLayer {
 impl EncoderLayer {
     fn forward(&self, x: &Tensor, masks: &mut dyn MaskSource) -> Result<Tensor, ModelError> {
         let a = self.att.forward(x, x, masks)?;
-        let x1 = self.norm1.forward(&x.add(&dropout(a, masks, self.p, false)?)?)?;
+        let x1 = self
+            .norm1
+            .forward(&x.add(&dropout(a, masks, self.p, false)?)?)?;
         let h = self.ffn.forward(&x1, masks)?;
         self.norm2.forward(&x1.add(&h)?)
     }
@@ -68,7 +70,9 @@ impl DecoderLayer {
         enc: &Tensor,
         masks: &mut dyn MaskSource,
     ) -> Result<Tensor, ModelError> {
-        let y1 = self.norm1.forward(&y.add(&self.self_att.forward(y, y, masks)?)?)?;
+        let y1 = self
+            .norm1
+            .forward(&y.add(&self.self_att.forward(y, y, masks)?)?)?;
         let y2 = self
             .norm2
             .forward(&y1.add(&self.cross_att.forward(&y1, enc, masks)?)?)?;

@@ -87,7 +87,12 @@ impl HubId {
 /// True when `HF_HUB_OFFLINE` is set to 1/true/yes/on.
 pub fn hub_offline() -> bool {
     std::env::var("HF_HUB_OFFLINE")
-        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        .map(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
         .unwrap_or(false)
 }
 
@@ -150,7 +155,9 @@ pub async fn resolve(id: &str) -> Result<ModelFiles, ModelError> {
     let Some(hub) = HubId::parse(id) else {
         return Err(ModelError::NotFound {
             what: "model".into(),
-            looked: vec![format!("{id} (no such file or directory, and not a Hub id)")],
+            looked: vec![format!(
+                "{id} (no such file or directory, and not a Hub id)"
+            )],
         });
     };
     let file = hub.weights_file();
@@ -162,7 +169,13 @@ pub async fn resolve(id: &str) -> Result<ModelFiles, ModelError> {
         None if offline => {
             return Err(ModelError::NotFound {
                 what: format!("{file} of {} (HF_HUB_OFFLINE is set)", hub.repo),
-                looked: vec![cache.path().join(hub.repo().folder_name()).display().to_string()],
+                looked: vec![
+                    cache
+                        .path()
+                        .join(hub.repo().folder_name())
+                        .display()
+                        .to_string(),
+                ],
             });
         }
         None => {

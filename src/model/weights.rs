@@ -57,8 +57,18 @@ pub fn expected(cfg: &GluformerConfig) -> Vec<Expected> {
         push(out, format!("{p}.conv2.bias"), &[d], true);
     };
     for e in ["enc_embedding", "dec_embedding"] {
-        push(&mut out, format!("{e}.value_embedding.conv.weight"), &[d, 1, 3], true);
-        push(&mut out, format!("{e}.value_embedding.conv.bias"), &[d], true);
+        push(
+            &mut out,
+            format!("{e}.value_embedding.conv.weight"),
+            &[d, 1, 3],
+            true,
+        );
+        push(
+            &mut out,
+            format!("{e}.value_embedding.conv.bias"),
+            &[d],
+            true,
+        );
         linear(
             &mut out,
             &format!("{e}.time_embedding.embed"),
@@ -277,7 +287,11 @@ mod tests {
             let (fd, fs, l) = (6, 1, 96);
             let mha = 4 * d * i + 3 * i + d;
             let ffn = 2 * d * f + f + d;
-            let conv = if distil { (ne - 1) * (3 * d * d + 3 * d) } else { 0 };
+            let conv = if distil {
+                (ne - 1) * (3 * d * d + 3 * d)
+            } else {
+                0
+            };
             let p = 2 * d * (6 + fd + fs)
                 + ne * (mha + ffn + 4 * d)
                 + conv

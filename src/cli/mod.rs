@@ -1,5 +1,9 @@
-//! The command line: `glurpc convert` and `glurpc inspect` (ingestion). Every
-//! option is also an environment variable.
+//! The command line: `glurpc convert` and `glurpc inspect` (ingestion),
+//! `glurpc model` (weights). Every option is also an environment variable.
+
+mod model_cmd;
+
+pub use model_cmd::ModelCommand;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -27,6 +31,9 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Describe a CGM export: detected format, rows per event type, time span, handle.
     Inspect(InspectArgs),
+    /// Model weights: convert a .pth, describe a model.
+    #[command(subcommand)]
+    Model(ModelCommand),
 }
 
 /// Options shared by commands that read uploads.
@@ -197,6 +204,7 @@ impl Inspection {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Model(cmd) => model_cmd::run(cmd)?,
         Command::Convert(args) => {
             let parsed = args.input.parse()?;
             match &args.output {

@@ -1,0 +1,130 @@
+//! `glurpc model convert` and `glurpc model info`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use crate::model::{self, GluformerConfig, weights};
+
+/// `glurpc model ...`.
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Convert PyTorch weights (.pth) to `model.safetensors` + `config.json`.
+    Convert(ConvertModelArgs),
+    /// Print a model's config, parameter count, weights file and SHA-256.
+    Info(InfoArgs),
+}
+
+/// `glurpc model convert`.
+#[derive(Debug, Args)]
+pub struct ConvertModelArgs {
+    /// The weights file (`.pth` state dict in zip format, or safetensors).
+    #[arg(value_name = "IN")]
+    pub input: PathBuf,
+    /// Output directory.
+    #[arg(value_name = "OUT_DIR")]
+    pub out_dir: PathBuf,
+    /// config.json to use (default: beside IN, else the gluRPC default config).
+    #[arg(long, env = "GLURPC_MODEL_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// `glurpc model info`.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// A local directory or file, or a Hub id `owner/name[@revision][:file]`.
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// Print one JSON object.
+    #[arg(long, env = "GLURPC_MODEL_INFO_JSON")]
+    pub json: bool,
+}
+
+/// What `glurpc model info` reports.
+#[derive(Debug, Serialize)]
+pub struct ModelInfo {
+    /// The id as given.
+    pub id: String,
+    /// The weights file used.
+    pub file: String,
+    /// The config file, if any ("default" when the reference default applies).
+    pub config_file: String,
+    /// Hyperparameters.
+    pub config: GluformerConfig,
+    /// Trainable parameters.
+    pub parameters: usize,
+    /// SHA-256 of the weights file.
+    pub sha256: String,
+}
+
+/// Runs a `model` subcommand.
+pub fn run(cmd: ModelCommand) -> Result<()> {
+    match cmd {
+        ModelCommand::Convert(a) => {
+            let cfg = model::convert(&a.input, a.config.as_deref(), &a.out_dir)
+                .with_context(|| format!("converting {}", a.input.display()))?;
+            println!(
+                "wrote {} and config.json ({} parameters)",
+                a.out_dir.join("model.safetensors").display(),
+                weights::parameter_count(&cfg)
+            );
+        }
+        ModelCommand::Info(a) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let files = rt.block_on(model::source::resolve(&a.id))?;
+            let cfg = model::load_config(&files)?;
+            // Strict check, so `info` also validates the file.
+            let sd = weights::read(&files.weights)?;
+            weights::check(&sd, &cfg)?;
+            let info = ModelInfo {
+                id: a.id,
+                file: files.weights.display().to_string(),
+                config_file: files
+                    .config
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "default".into()),
+                parameters: weights::parameter_count(&cfg),
+                sha256: model::sha256_file(&files.weights)?,
+                config: cfg,
+            };
+            let mut out = std::io::stdout().lock();
+            if a.json {
+                serde_json::to_writer_pretty(&mut out, &info)?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "model:      {}", info.id)?;
+                writeln!(out, "weights:    {}", info.file)?;
+                writeln!(out, "config:     {}", info.config_file)?;
+                writeln!(out, "sha256:     {}", info.sha256)?;
+                writeln!(out, "parameters: {}", info.parameters)?;
+                let c = &info.config;
+                writeln!(
+                    out,
+                    "d_model {} n_heads {} (head {} inner {}) d_fcn {} enc {} dec {} len_seq {} label_len {} len_pred {} dynamic {} static {} r_drop {} {} distil {}",
+                    c.d_model,
+                    c.n_heads,
+                    c.head_dim(),
+                    c.inner(),
+                    c.d_fcn,
+                    c.num_enc_layers,
+                    c.num_dec_layers,
+                    c.len_seq,
+                    c.label_len,
+                    c.len_pred,
+                    c.num_dynamic_features,
+                    c.num_static_features,
+                    c.r_drop,
+                    c.activ,
+                    c.distil
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
