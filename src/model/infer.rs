@@ -102,7 +102,7 @@ impl Forecast {
 
 /// The dropout seed of sample `s` of a window seeded `seed`.
 pub fn row_seed(seed: u64, s: usize) -> u64 {
-    splitmix64(seed ^ splitmix64(s as u64 ^ 0x5EED_0F_D20F))
+    splitmix64(seed ^ splitmix64(s as u64 ^ 0x005E_ED0F_D20F))
 }
 
 impl Gluformer {

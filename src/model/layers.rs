@@ -7,6 +7,7 @@ use candle_core::{Device, Tensor};
 
 use super::ModelError;
 use super::dropout::MaskSource;
+use super::kernels::{self, AttentionShape};
 use super::weights::StateDict;
 
 /// BatchNorm statistics of the distilling ConvLayers.
@@ -77,11 +78,20 @@ impl Linear {
         let dims = x.dims().to_vec();
         let k = dims[dims.len() - 1];
         let rows = x.elem_count() / k.max(1);
-        let x2 = x.contiguous()?.reshape((rows, k))?;
-        let y = x2.matmul(&self.w_t)?.broadcast_add(&self.b)?;
+        let n = self.w_t.dim(1)?;
         let mut out = dims;
         let last = out.len() - 1;
-        out[last] = self.w_t.dim(1)?;
+        out[last] = n;
+        if kernels::on_cpu(x.device()) {
+            let y = kernels::with_slice(x, |a| {
+                kernels::with_slice(&self.w_t, |w| {
+                    kernels::with_slice(&self.b, |b| Ok(kernels::linear(a, rows, k, w, n, b)))
+                })
+            })?;
+            return Ok(Tensor::from_vec(y, out, x.device())?);
+        }
+        let x2 = x.contiguous()?.reshape((rows, k))?;
+        let y = x2.matmul(&self.w_t)?.broadcast_add(&self.b)?;
         Ok(y.reshape(out)?)
     }
 }
@@ -227,6 +237,35 @@ impl Attention {
         masks: &mut dyn MaskSource,
     ) -> Result<Tensor, ModelError> {
         let (b, nq, _) = q_in.dims3()?;
+        if kernels::on_cpu(q_in.device()) {
+            let nk = kv.dim(1)?;
+            let (q, k, v) = (
+                self.q.forward(q_in)?,
+                self.k.forward(kv)?,
+                self.v.forward(kv)?,
+            );
+            let mask = masks.mask(&[b, self.heads, nq, nk], self.p, q_in.device())?;
+            let shape = AttentionShape {
+                batch: b,
+                nq,
+                nk,
+                heads: self.heads,
+                head_dim: self.head_dim,
+                causal: self.causal,
+            };
+            let o = kernels::with_slice(&q, |q| {
+                kernels::with_slice(&k, |k| {
+                    kernels::with_slice(&v, |v| match &mask {
+                        Some(m) => kernels::with_slice(m, |m| {
+                            Ok(kernels::attention(q, k, v, Some(m), shape))
+                        }),
+                        None => Ok(kernels::attention(q, k, v, None, shape)),
+                    })
+                })
+            })?;
+            let o = Tensor::from_vec(o, (b, nq, self.heads * self.head_dim), q_in.device())?;
+            return self.out.forward(&o);
+        }
         let q = self.split_heads(self.q.forward(q_in)?)?;
         let k = self.split_heads(self.k.forward(kv)?)?;
         let v = self.split_heads(self.v.forward(kv)?)?;

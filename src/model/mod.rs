@@ -6,6 +6,7 @@ pub mod config;
 pub mod dropout;
 pub mod infer;
 pub mod init;
+pub mod kernels;
 pub mod layers;
 pub mod network;
 pub mod source;

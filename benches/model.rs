@@ -1,0 +1,66 @@
+//! Gluformer forward-pass benchmarks on the default (gluRPC) size with random
+//! weights: batch 32 deterministic, one MC batch as gluRPC runs it (32
+//! windows x 10 samples, BatchNorm on batch statistics, one pass of 320
+//! rows), and the same 320 rows in glurpc's default mode (running statistics,
+//! 64 rows per pass). `tools/bench_torch_forward.py` times PyTorch on the same
+//! work and thread count.
+
+use candle_core::Device;
+use criterion::{Criterion, criterion_group, criterion_main};
+use glurpc::model::{
+    BatchNormMode, Gluformer, GluformerConfig, Mode, ModelWindow, PredictOptions, init,
+};
+
+fn windows(cfg: &GluformerConfig, n: usize) -> Vec<ModelWindow> {
+    let mut rng = glurpc::model::dropout::Rng::new(42);
+    let mut u = |k: usize| -> Vec<f32> {
+        (0..k)
+            .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
+            .collect()
+    };
+    (0..n)
+        .map(|i| ModelWindow {
+            static_features: vec![0.0; cfg.num_static_features],
+            past: u(cfg.len_seq),
+            past_covariates: u(cfg.len_seq * cfg.num_dynamic_features),
+            future_covariates: u(cfg.len_pred * cfg.num_dynamic_features),
+            seed: i as u64,
+        })
+        .collect()
+}
+
+fn model_bench(c: &mut Criterion) {
+    let cfg = GluformerConfig::default();
+    let sd = init::random_state_dict(&cfg, 1234).unwrap();
+    let model = Gluformer::from_state_dict(sd, cfg.clone(), &Device::Cpu).unwrap();
+    let w = windows(&cfg, 32);
+    let mut g = c.benchmark_group("gluformer_default");
+    g.sample_size(10);
+    g.bench_function("eval_batch32", |b| {
+        let o = PredictOptions {
+            mode: Mode::Deterministic,
+            batch_windows: 32,
+            max_rows: 32,
+        };
+        b.iter(|| model.predict(std::hint::black_box(&w), &o).unwrap())
+    });
+    g.bench_function("mc_reference_32x10", |b| {
+        let o = PredictOptions {
+            mode: Mode::MonteCarlo {
+                samples: 10,
+                batch_norm: BatchNormMode::Batch,
+            },
+            batch_windows: 32,
+            max_rows: 320,
+        };
+        b.iter(|| model.predict(std::hint::black_box(&w), &o).unwrap())
+    });
+    g.bench_function("mc_running_32x10", |b| {
+        let o = PredictOptions::default();
+        b.iter(|| model.predict(std::hint::black_box(&w), &o).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, model_bench);
+criterion_main!(benches);
