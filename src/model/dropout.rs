@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 
 use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
 
 use super::ModelError;
 
@@ -109,17 +110,18 @@ impl MaskSource for RowRng {
         let scale = 1.0 / (1.0 - p);
         // Keep when a uniform 32-bit draw is at or above p * 2^32.
         let threshold = (p as f64 * 4_294_967_296.0) as u64;
-        let mut data = Vec::with_capacity(rows * per_row);
-        for rng in &mut self.rows {
-            let mut left = per_row;
-            while left > 0 {
-                let bits = rng.next_u64();
-                for half in [bits & 0xFFFF_FFFF, bits >> 32].into_iter().take(left) {
-                    data.push(if half >= threshold { scale } else { 0.0 });
+        let mut data = vec![0f32; rows * per_row];
+        // Rows are independent streams: fill them in parallel.
+        data.par_chunks_mut(per_row.max(1))
+            .zip(self.rows.par_iter_mut())
+            .for_each(|(out, rng)| {
+                for pair in out.chunks_mut(2) {
+                    let bits = rng.next_u64();
+                    for (x, half) in pair.iter_mut().zip([bits & 0xFFFF_FFFF, bits >> 32]) {
+                        *x = if half >= threshold { scale } else { 0.0 };
+                    }
                 }
-                left = left.saturating_sub(2);
-            }
-        }
+            });
         Ok(Some(Tensor::from_vec(data, shape, device)?))
     }
 }
