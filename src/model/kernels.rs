@@ -7,6 +7,7 @@
 
 use candle_core::{Device, Storage, Tensor};
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::ModelError;
 
@@ -177,9 +178,18 @@ pub fn attention(
     out
 }
 
+static FUSED_CPU: AtomicBool = AtomicBool::new(true);
+
+/// Turns the fused CPU kernels off (process-wide) so the CPU runs candle's
+/// generic ops, the path other devices take: lets the tests check that path
+/// against PyTorch on a machine without a GPU.
+pub fn set_fused_cpu_kernels(on: bool) {
+    FUSED_CPU.store(on, Ordering::Relaxed);
+}
+
 /// True when the fused CPU kernels apply.
 pub fn on_cpu(d: &Device) -> bool {
-    matches!(d, Device::Cpu)
+    matches!(d, Device::Cpu) && FUSED_CPU.load(Ordering::Relaxed)
 }
 
 #[cfg(test)]

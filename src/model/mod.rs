@@ -169,3 +169,24 @@ pub fn convert(
         .map_err(|e| ModelError::Io(format!("{}: {e}", out_dir.display())))?;
     Ok(cfg)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_parse_or_say_why_not() {
+        assert!(matches!(parse_device("cpu"), Ok(Device::Cpu)));
+        assert!(matches!(parse_device(" CPU "), Ok(Device::Cpu)));
+        for bad in ["gpu", "cuda:x", "cudaa", "metal"] {
+            assert!(
+                matches!(parse_device(bad), Err(ModelError::Device(_))),
+                "{bad}"
+            );
+        }
+        if !candle_core::utils::cuda_is_available() {
+            let err = parse_device("cuda:0").unwrap_err().to_string();
+            assert!(err.contains("--features cuda"), "{err}");
+        }
+    }
+}
