@@ -3,6 +3,7 @@
 //! `glurpc` binary.
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod cli;
 pub mod formats;
 pub mod model;
