@@ -75,8 +75,10 @@ pub struct AttentionShape {
     pub heads: usize,
     /// Head width.
     pub head_dim: usize,
-    /// Causal mask (query i sees keys j <= i).
+    /// Causal mask (query i sees keys j <= q_offset + i).
     pub causal: bool,
+    /// Token index of the first query (when only the last rows are computed).
+    pub q_offset: usize,
 }
 
 /// Fused multi-head attention on projected q (B, Nq, I), k and v (B, Nk, I)
@@ -128,7 +130,11 @@ pub fn attention(
                 }
                 for i in 0..nq {
                     let row = &mut p[i * nk..(i + 1) * nk];
-                    let visible = if s.causal { (i + 1).min(nk) } else { nk };
+                    let visible = if s.causal {
+                        (s.q_offset + i + 1).min(nk)
+                    } else {
+                        nk
+                    };
                     let mut max = f32::NEG_INFINITY;
                     for x in &mut row[..visible] {
                         *x *= scale;

@@ -30,6 +30,18 @@ pub(crate) fn get(sd: &StateDict, key: &str) -> Result<Tensor, ModelError> {
     })
 }
 
+/// A tensor holding token rows `start..` of a sequence of `full` tokens (the
+/// last decoder layer computes only the rows the projection reads). Dropout
+/// masks are still drawn for the full sequence, then sliced, so results and
+/// RNG streams are the same as computing every row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rows {
+    /// Tokens in the whole sequence.
+    pub full: usize,
+    /// First token held.
+    pub start: usize,
+}
+
 /// Applies dropout through the mask source. `channels_first` says the torch
 /// call saw the tensor as (B, C, T) while we hold (B, T, C).
 pub(crate) fn dropout(
@@ -37,17 +49,29 @@ pub(crate) fn dropout(
     masks: &mut dyn MaskSource,
     p: f32,
     channels_first: bool,
+    rows: Option<Rows>,
 ) -> Result<Tensor, ModelError> {
     let dims = x.dims().to_vec();
+    let t = rows.map_or(dims[1], |r| r.full);
     let torch_shape = if channels_first {
-        vec![dims[0], dims[2], dims[1]]
+        vec![dims[0], dims[2], t]
     } else {
-        dims
+        let mut d = dims.clone();
+        d[1] = t;
+        d
     };
-    match masks.mask(&torch_shape, p, x.device())? {
-        None => Ok(x),
-        Some(m) if channels_first => Ok(x.mul(&m.transpose(1, 2)?)?),
-        Some(m) => Ok(x.mul(&m)?),
+    let token_axis = if channels_first { 2 } else { 1 };
+    let m = match masks.mask(&torch_shape, p, x.device())? {
+        None => return Ok(x),
+        Some(m) => match rows {
+            Some(r) => m.narrow(token_axis, r.start, dims[1])?,
+            None => m,
+        },
+    };
+    if channels_first {
+        Ok(x.mul(&m.transpose(1, 2)?)?)
+    } else {
+        Ok(x.mul(&m)?)
     }
 }
 
@@ -182,7 +206,7 @@ impl DataEmbedding {
             .broadcast_add(&self.pos.narrow(0, 0, s)?)?
             .add(&self.time.forward(x_mark)?)?;
         let id = self.subject.forward(x_id)?.unsqueeze(1)?;
-        dropout(Tensor::cat(&[&id, &sum], 1)?, masks, self.p, false)
+        dropout(Tensor::cat(&[&id, &sum], 1)?, masks, self.p, false, None)
     }
 }
 
@@ -229,14 +253,24 @@ impl Attention {
             .contiguous()?)
     }
 
-    /// Queries (B, Nq, D) attend to keys/values (B, Nk, D).
+    /// Queries (B, Nq, D) attend to keys/values (B, Nk, D). With `rows`, the
+    /// queries are tokens `start..` of a longer sequence (causal offset).
     pub fn forward(
         &self,
         q_in: &Tensor,
         kv: &Tensor,
         masks: &mut dyn MaskSource,
+        rows: Option<Rows>,
     ) -> Result<Tensor, ModelError> {
         let (b, nq, _) = q_in.dims3()?;
+        let (full_q, q_offset) = rows.map_or((nq, 0), |r| (r.full, r.start));
+        let mask_rows = |m: Tensor| -> Result<Tensor, ModelError> {
+            Ok(if full_q == nq {
+                m
+            } else {
+                m.narrow(2, q_offset, nq)?
+            })
+        };
         if kernels::on_cpu(q_in.device()) {
             let nk = kv.dim(1)?;
             let (q, k, v) = (
@@ -244,7 +278,10 @@ impl Attention {
                 self.k.forward(kv)?,
                 self.v.forward(kv)?,
             );
-            let mask = masks.mask(&[b, self.heads, nq, nk], self.p, q_in.device())?;
+            let mask = masks
+                .mask(&[b, self.heads, full_q, nk], self.p, q_in.device())?
+                .map(mask_rows)
+                .transpose()?;
             let shape = AttentionShape {
                 batch: b,
                 nq,
@@ -252,6 +289,7 @@ impl Attention {
                 heads: self.heads,
                 head_dim: self.head_dim,
                 causal: self.causal,
+                q_offset,
             };
             let o = kernels::with_slice(&q, |q| {
                 kernels::with_slice(&k, |k| {
@@ -269,13 +307,17 @@ impl Attention {
         let q = self.split_heads(self.q.forward(q_in)?)?;
         let k = self.split_heads(self.k.forward(kv)?)?;
         let v = self.split_heads(self.v.forward(kv)?)?;
+        let nk = kv.dim(1)?;
         let mut scores = q.matmul(&k.transpose(2, 3)?)?;
         if self.causal {
-            scores = scores.broadcast_add(&causal_mask(nq, q_in.device())?)?;
+            scores = scores.broadcast_add(&causal_mask(nq, nk, q_offset, q_in.device())?)?;
         }
         let scores = (scores / (self.head_dim as f64).sqrt())?;
         let att = candle_nn::ops::softmax_last_dim(&scores)?;
-        let att = dropout(att, masks, self.p, false)?;
+        let att = match masks.mask(&[b, self.heads, full_q, nk], self.p, q_in.device())? {
+            Some(m) => att.mul(&mask_rows(m)?)?,
+            None => att,
+        };
         let o = att
             .matmul(&v)?
             .transpose(1, 2)?
@@ -284,17 +326,18 @@ impl Attention {
     }
 }
 
-fn causal_mask(n: usize, device: &Device) -> Result<Tensor, ModelError> {
-    let data: Vec<f32> = (0..n * n)
+/// (nq, nk) additive mask: query i (token `offset + i`) sees keys j <= offset + i.
+fn causal_mask(nq: usize, nk: usize, offset: usize, device: &Device) -> Result<Tensor, ModelError> {
+    let data: Vec<f32> = (0..nq * nk)
         .map(|ij| {
-            if ij % n > ij / n {
+            if ij % nk > offset + ij / nk {
                 f32::NEG_INFINITY
             } else {
                 0.0
             }
         })
         .collect();
-    Ok(Tensor::from_vec(data, (n, n), device)?)
+    Ok(Tensor::from_vec(data, (nq, nk), device)?)
 }
 
 /// The two kernel-1 convolutions of a layer with the activation between.
@@ -318,11 +361,16 @@ impl FeedForward {
     }
 
     /// `Dropout(conv2(Dropout(act(conv1(x)))))`.
-    pub fn forward(&self, x: &Tensor, masks: &mut dyn MaskSource) -> Result<Tensor, ModelError> {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        masks: &mut dyn MaskSource,
+        rows: Option<Rows>,
+    ) -> Result<Tensor, ModelError> {
         let h = self.up.forward(x)?;
         let h = if self.relu { h.relu()? } else { h.gelu_erf()? };
-        let h = dropout(h, masks, self.p, true)?;
-        dropout(self.down.forward(&h)?, masks, self.p, false)
+        let h = dropout(h, masks, self.p, true, rows)?;
+        dropout(self.down.forward(&h)?, masks, self.p, false, rows)
     }
 }
 
@@ -410,7 +458,7 @@ impl Variance {
     /// (B, L+1, D) → (B, 1, 1), `10·tanh(·)`.
     pub fn forward(&self, x: &Tensor, masks: &mut dyn MaskSource) -> Result<Tensor, ModelError> {
         let a = self.proj1.forward(x)?.relu()?;
-        let a = dropout(a, masks, self.p, false)?.transpose(1, 2)?;
+        let a = dropout(a, masks, self.p, false, None)?.transpose(1, 2)?;
         Ok((self.proj2.forward(&a)?.tanh()? * 10.0)?)
     }
 }

@@ -10,8 +10,8 @@ use super::ModelError;
 use super::config::GluformerConfig;
 use super::dropout::MaskSource;
 use super::layers::{
-    Attention, BatchNormMode, ConvLayer, DataEmbedding, FeedForward, LayerNorm, Linear, Variance,
-    dropout,
+    Attention, BatchNormMode, ConvLayer, DataEmbedding, FeedForward, LayerNorm, Linear, Rows,
+    Variance, dropout,
 };
 use super::weights::{self, StateDict};
 
@@ -44,11 +44,11 @@ struct EncoderLayer {
 
 impl EncoderLayer {
     fn forward(&self, x: &Tensor, masks: &mut dyn MaskSource) -> Result<Tensor, ModelError> {
-        let a = self.att.forward(x, x, masks)?;
+        let a = self.att.forward(x, x, masks, None)?;
         let x1 = self
             .norm1
-            .forward(&x.add(&dropout(a, masks, self.p, false)?)?)?;
-        let h = self.ffn.forward(&x1, masks)?;
+            .forward(&x.add(&dropout(a, masks, self.p, false, None)?)?)?;
+        let h = self.ffn.forward(&x1, masks, None)?;
         self.norm2.forward(&x1.add(&h)?)
     }
 }
@@ -64,19 +64,31 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
+    /// With `keep`, only the last `keep` token rows are computed (keys and
+    /// values of the self-attention still see every row).
     fn forward(
         &self,
         y: &Tensor,
         enc: &Tensor,
         masks: &mut dyn MaskSource,
+        keep: Option<usize>,
     ) -> Result<Tensor, ModelError> {
+        let t = y.dim(1)?;
+        let rows = keep.filter(|k| *k < t).map(|k| Rows {
+            full: t,
+            start: t - k,
+        });
+        let yq = match rows {
+            Some(r) => y.narrow(1, r.start, t - r.start)?,
+            None => y.clone(),
+        };
         let y1 = self
             .norm1
-            .forward(&y.add(&self.self_att.forward(y, y, masks)?)?)?;
+            .forward(&yq.add(&self.self_att.forward(&yq, y, masks, rows)?)?)?;
         let y2 = self
             .norm2
-            .forward(&y1.add(&self.cross_att.forward(&y1, enc, masks)?)?)?;
-        let h = self.ffn.forward(&y2, masks)?;
+            .forward(&y1.add(&self.cross_att.forward(&y1, enc, masks, rows)?)?)?;
+        let h = self.ffn.forward(&y2, masks, rows)?;
         self.norm3.forward(&y2.add(&h)?)
     }
 }
@@ -173,6 +185,7 @@ impl Gluformer {
         masks: &mut dyn MaskSource,
         mut capture: Option<&mut Capture>,
     ) -> Result<(Tensor, Tensor), ModelError> {
+        let capturing = capture.is_some();
         let mut keep = |name: String, t: &Tensor| {
             if let Some(c) = capture.as_deref_mut() {
                 c.insert(name, t.clone());
@@ -201,8 +214,12 @@ impl Gluformer {
             .dec_embedding
             .forward(&inp.x_id, &inp.x_dec, &inp.x_mark_dec, masks)?;
         keep("dec_embedding".into(), &dec);
+        let last = self.dec_layers.len() - 1;
         for (l, layer) in self.dec_layers.iter().enumerate() {
-            dec = layer.forward(&dec, &enc, masks)?;
+            // The projection reads only the last len_pred rows, so the last
+            // layer computes only those (unless block outputs are captured).
+            let tail = (l == last && !capturing).then_some(self.cfg.len_pred);
+            dec = layer.forward(&dec, &enc, masks, tail)?;
             keep(format!("decoder.layers.{l}"), &dec);
         }
         let dec = self.dec_norm.forward(&dec)?;
