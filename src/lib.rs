@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod cli;
+pub mod engine;
 pub mod formats;
 pub mod model;
 pub mod pipeline;
