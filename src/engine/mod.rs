@@ -3,3 +3,4 @@
 //! scheduling, the cache and plots).
 
 pub mod forecast;
+pub mod scheduler;
