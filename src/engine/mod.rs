@@ -1,6 +1,13 @@
-//! The engine: what the front ends call. Owns turning prepared windows into
-//! model inputs and forecasts back into mg/dL (more to come: the handle,
-//! scheduling, the cache and plots).
+//! The engine: what the front ends call. Owns the uploads, the per-window
+//! forecast jobs and their scheduling, the model thread, and turning
+//! prepared windows into model inputs and forecasts back into mg/dL.
 
+pub mod core;
+pub mod error;
 pub mod forecast;
 pub mod scheduler;
+
+pub use self::core::{
+    Engine, EngineConfig, Processed, Upload, WindowForecast, WindowKey, WindowKind,
+};
+pub use error::EngineError;

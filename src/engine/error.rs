@@ -1,0 +1,69 @@
+//! The engine's error type: what the front ends map, once each, to HTTP and
+//! gRPC statuses.
+
+use crate::formats::FormatError;
+use crate::pipeline::PipelineError;
+
+use super::scheduler::Refused;
+
+/// Errors of the engine layer. Cloneable: one job's failure reaches every waiter.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    /// The upload cannot be used (format, too short, no glucose...): the
+    /// layer's own message.
+    #[error("{0}")]
+    Input(String),
+    /// Unknown handle.
+    #[error("Handle not found or expired")]
+    NotFound,
+    /// An index outside the dataset.
+    #[error("Index {index} out of range. Valid range: -{last} to 0")]
+    BadIndex {
+        /// The index asked for.
+        index: i64,
+        /// N - 1.
+        last: usize,
+    },
+    /// The queue is full: retry later.
+    #[error("Service overloaded. Queue is full. Please retry later.")]
+    Overloaded {
+        /// Suggested wait before retrying, in seconds.
+        retry_after_s: u32,
+    },
+    /// The engine is stopping.
+    #[error("the service is shutting down")]
+    ShuttingDown,
+    /// The model failed on a batch.
+    #[error("inference failed: {0}")]
+    Inference(String),
+    /// A bug or an unexpected state.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<FormatError> for EngineError {
+    fn from(e: FormatError) -> Self {
+        EngineError::Input(e.to_string())
+    }
+}
+
+impl From<PipelineError> for EngineError {
+    fn from(e: PipelineError) -> Self {
+        match e {
+            PipelineError::BadIndex { index, windows } => EngineError::BadIndex {
+                index,
+                last: windows.saturating_sub(1),
+            },
+            other => EngineError::Input(other.to_string()),
+        }
+    }
+}
+
+impl From<Refused> for EngineError {
+    fn from(e: Refused) -> Self {
+        match e {
+            Refused::Overloaded { .. } => EngineError::Overloaded { retry_after_s: 30 },
+            Refused::ShuttingDown => EngineError::ShuttingDown,
+        }
+    }
+}

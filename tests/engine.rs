@@ -1,0 +1,168 @@
+//! The engine handle end to end with the small fixture model: process an
+//! upload, ask for single windows while the rest runs in the background,
+//! and the errors a front end maps.
+
+use std::path::PathBuf;
+
+use candle_core::Device;
+use glurpc::engine::forecast::{model_window, to_mgdl, window_seed};
+use glurpc::engine::scheduler::PRIORITY_PROCESS;
+use glurpc::engine::{Engine, EngineConfig, EngineError, WindowKey, WindowKind};
+use glurpc::model::{self, Gluformer, PredictOptions};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn small_model() -> Gluformer {
+    let files = model::source::resolve_local(&root().join("tests/data/model/small")).unwrap();
+    model::load(&files, &Device::Cpu).unwrap()
+}
+
+fn dexcom() -> Vec<u8> {
+    std::fs::read(root().join("tests/data/real/dexcom_us_14d.csv")).unwrap()
+}
+
+fn key(handle: &str, kind: WindowKind, index: i64) -> WindowKey {
+    WindowKey {
+        handle: handle.to_string(),
+        kind,
+        index,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deterministic_windows_match_the_reference_forecast() {
+    let engine = Engine::start(
+        small_model(),
+        EngineConfig {
+            samples: 0,
+            ..EngineConfig::default()
+        },
+    );
+    let bytes = dexcom();
+    let p = engine
+        .process_blocking(&[&bytes], WindowKind::Full, PRIORITY_PROCESS)
+        .unwrap();
+    assert_eq!(p.total_samples, 110);
+    assert!(p.warnings.imputation && p.warnings.time_duplicates);
+    let golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/data/golden_forecast/dexcom_us_14d.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(p.handle, golden["handle"].as_str().unwrap());
+    let upload = engine.upload(&p.handle, WindowKind::Full).unwrap();
+    for k in [0i64, -1, -109] {
+        let f = engine
+            .window_forecast(key(&p.handle, WindowKind::Full, k))
+            .await
+            .unwrap();
+        assert_eq!((f.steps, f.samples), (12, 1));
+        let mgdl = to_mgdl(&upload.prepared.dataset.target_scaler, &f.values);
+        let want = &golden["windows"][k.to_string()]["forecast_mgdl"];
+        for (t, v) in mgdl.iter().enumerate() {
+            assert!(
+                (v - want[t].as_f64().unwrap()).abs() < 1e-3,
+                "window {k} step {t}"
+            );
+        }
+    }
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mc_samples_are_the_seeded_ones_whatever_the_batching() {
+    let engine = Engine::start(small_model(), EngineConfig::default());
+    let bytes = dexcom();
+    let p = engine
+        .process_blocking(&[&bytes], WindowKind::Quick, PRIORITY_PROCESS)
+        .unwrap();
+    assert_eq!(p.total_samples, 2);
+    let f = engine
+        .window_forecast(key(&p.handle, WindowKind::Quick, 0))
+        .await
+        .unwrap();
+    assert_eq!((f.steps, f.samples, f.logvar.len()), (12, 10, 10));
+    // The same window computed alone, outside the engine, with its seed.
+    let upload = engine.upload(&p.handle, WindowKind::Quick).unwrap();
+    let w = upload.prepared.dataset.window(0).unwrap();
+    let seed = window_seed(&p.handle, *w.input_times.last().unwrap(), 0);
+    let direct = small_model()
+        .predict(&[model_window(&w, seed)], &PredictOptions::default())
+        .unwrap();
+    assert_eq!(direct.pred.len(), f.values.len());
+    for (a, b) in direct.pred.iter().zip(&f.values) {
+        assert!((a - b).abs() < 1e-5);
+    }
+    // A second request is served from the cache: the same samples.
+    let again = engine
+        .window_forecast(key(&p.handle, WindowKind::Quick, 0))
+        .await
+        .unwrap();
+    assert_eq!(again.values, f.values);
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_handles_bad_indices_and_bad_uploads_are_clear_errors() {
+    let engine = Engine::start(small_model(), EngineConfig::default());
+    let missing = engine
+        .window_forecast(key(&"0".repeat(64), WindowKind::Full, 0))
+        .await
+        .unwrap_err();
+    assert_eq!(missing, EngineError::NotFound);
+    let bytes = dexcom();
+    let p = engine
+        .process_blocking(&[&bytes], WindowKind::Quick, PRIORITY_PROCESS)
+        .unwrap();
+    for bad in [1, -2, -1000] {
+        let e = engine
+            .window_forecast(key(&p.handle, WindowKind::Quick, bad))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            EngineError::BadIndex {
+                index: bad,
+                last: 1
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            format!("Index {bad} out of range. Valid range: -1 to 0")
+        );
+    }
+    let junk = engine
+        .process_blocking(&[b"not,a,cgm\n1,2,3\n"], WindowKind::Full, PRIORITY_PROCESS)
+        .unwrap_err();
+    assert!(matches!(junk, EngineError::Input(_)), "{junk:?}");
+    // Too short: the first 100 lines of the export (about 7 hours).
+    let text = String::from_utf8_lossy(&bytes);
+    let short: String = text.lines().take(100).collect::<Vec<_>>().join("\n");
+    let e = engine
+        .process_blocking(&[short.as_bytes()], WindowKind::Full, PRIORITY_PROCESS)
+        .unwrap_err();
+    assert!(e.to_string().contains("minimum duration"), "{e}");
+    engine.shutdown();
+    let after = engine.process_blocking(&[&bytes], WindowKind::Full, PRIORITY_PROCESS);
+    assert!(matches!(after, Err(EngineError::ShuttingDown)), "{after:?}");
+}
+
+#[test]
+fn a_full_queue_refuses_background_work_at_once() {
+    let engine = Engine::start(
+        small_model(),
+        EngineConfig {
+            queue_capacity: 5,
+            interactive_reserve: 0,
+            ..EngineConfig::default()
+        },
+    );
+    let bytes = dexcom();
+    let e = engine
+        .process_blocking(&[&bytes], WindowKind::Full, PRIORITY_PROCESS)
+        .unwrap_err();
+    assert_eq!(e, EngineError::Overloaded { retry_after_s: 30 });
+    engine.shutdown();
+}
