@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use candle_core::Device;
 use glurpc::engine::forecast::{model_window, to_mgdl, window_seed};
 use glurpc::engine::scheduler::PRIORITY_PROCESS;
-use glurpc::engine::{Engine, EngineConfig, EngineError, WindowKey, WindowKind};
+use glurpc::engine::{Engine, EngineConfig, EngineError, Target, WindowKey, WindowKind};
 use glurpc::model::{self, Gluformer, PredictOptions};
 
 fn root() -> PathBuf {
@@ -27,7 +27,7 @@ fn key(handle: &str, kind: WindowKind, index: i64) -> WindowKey {
     WindowKey {
         handle: handle.to_string(),
         kind,
-        index,
+        target: Target::Index(index),
     }
 }
 
@@ -164,5 +164,33 @@ fn a_full_queue_refuses_background_work_at_once() {
         .process_blocking(&[&bytes], WindowKind::Full, PRIORITY_PROCESS)
         .unwrap_err();
     assert_eq!(e, EngineError::Overloaded { retry_after_s: 30 });
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_forward_forecast_starts_after_the_last_reading() {
+    let engine = Engine::start(small_model(), EngineConfig::default());
+    let bytes = dexcom();
+    let p = engine
+        .process_blocking(&[&bytes], WindowKind::Full, PRIORITY_PROCESS)
+        .unwrap();
+    let forward = WindowKey {
+        handle: p.handle.clone(),
+        kind: WindowKind::Full,
+        target: Target::Forward,
+    };
+    let f = engine.window_forecast(forward).await.unwrap();
+    assert_eq!((f.steps, f.samples), (12, 10));
+    // Not the back-test of the last hour: different inputs, different samples.
+    let last = engine
+        .window_forecast(key(&p.handle, WindowKind::Full, 0))
+        .await
+        .unwrap();
+    assert_ne!(f.values, last.values);
+    let upload = engine.upload(&p.handle, WindowKind::Full).unwrap();
+    let fw = upload.prepared.dataset.forward().unwrap();
+    let w0 = upload.prepared.dataset.window(0).unwrap();
+    assert_eq!(fw.input_times[0], w0.input_times[12]);
+    assert!(fw.output_times[0] > *w0.output_times.last().unwrap());
     engine.shutdown();
 }

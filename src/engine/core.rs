@@ -27,6 +27,16 @@ pub enum WindowKind {
     Quick,
 }
 
+/// Which window of a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// A measured window by user index (0 = last, -(N-1) = first): the
+    /// back-test the reference serves.
+    Index(i64),
+    /// The next 60 minutes after the last reading.
+    Forward,
+}
+
 /// One window's forecast job.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct WindowKey {
@@ -34,8 +44,8 @@ pub struct WindowKey {
     pub handle: String,
     /// Its dataset.
     pub kind: WindowKind,
-    /// User index (0 = last window).
-    pub index: i64,
+    /// The window.
+    pub target: Target,
 }
 
 /// A window's forecast in scaled units: `samples[t * S + s]`.
@@ -211,7 +221,7 @@ impl Engine {
             let key = WindowKey {
                 handle: handle.clone(),
                 kind,
-                index,
+                target: Target::Index(index),
             };
             if self.inner.forecasts.contains(&key) {
                 continue;
@@ -246,9 +256,11 @@ impl Engine {
     ) -> Result<Arc<WindowForecast>, EngineError> {
         let upload = self.upload(&key.handle, key.kind)?;
         let n = upload.prepared.dataset.len();
-        if key.index > 0 || key.index < -(n as i64 - 1) {
+        if let Target::Index(index) = key.target
+            && (index > 0 || index < -(n as i64 - 1))
+        {
             return Err(EngineError::BadIndex {
-                index: key.index,
+                index,
                 last: n.saturating_sub(1),
             });
         }
@@ -310,7 +322,10 @@ fn model_worker(inner: &Inner) {
                 .get(&(t.key.handle.clone(), t.key.kind))
                 .ok_or(EngineError::NotFound)
                 .and_then(|u| {
-                    let w = u.prepared.dataset.window(t.key.index)?;
+                    let w = match t.key.target {
+                        Target::Index(i) => u.prepared.dataset.window(i)?,
+                        Target::Forward => u.prepared.dataset.forward()?,
+                    };
                     let last = w.input_times.last().copied().unwrap_or_default();
                     Ok(model_window(&w, window_seed(&u.handle, last, cfg.seed)))
                 });

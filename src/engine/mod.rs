@@ -8,6 +8,6 @@ pub mod forecast;
 pub mod scheduler;
 
 pub use self::core::{
-    Engine, EngineConfig, Processed, Upload, WindowForecast, WindowKey, WindowKind,
+    Engine, EngineConfig, Processed, Target, Upload, WindowForecast, WindowKey, WindowKind,
 };
 pub use error::EngineError;
