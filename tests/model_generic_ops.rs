@@ -2,32 +2,16 @@
 //! checked against PyTorch on the CPU: its own test binary because it turns
 //! the fused CPU kernels off for the whole process.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
+use common::{max_diff, model_fixture};
 use glurpc::model::dropout::{Injected, NoDropout};
 use glurpc::model::network::Inputs;
 use glurpc::model::{self, BatchNormMode, kernels};
-
-fn fixture(name: &str) -> HashMap<String, Tensor> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/model");
-    candle_core::safetensors::load(dir.join(name), &Device::Cpu).unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    a.sub(b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
-}
 
 fn inputs(f: &HashMap<String, Tensor>, rows: &[u32]) -> Inputs {
     let idx = Tensor::from_vec(rows.to_vec(), rows.len(), &Device::Cpu).unwrap();
@@ -46,7 +30,7 @@ fn generic_ops_path_matches_pytorch() {
     kernels::set_fused_cpu_kernels(false);
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/model/small");
     let m = model::load(&model::source::resolve_local(&dir).unwrap(), &Device::Cpu).unwrap();
-    let inp = fixture("inputs.safetensors");
+    let inp = model_fixture("inputs.safetensors");
     let all: Vec<u32> = (0..8).collect();
     let (pred, logvar) = m
         .forward(
@@ -56,11 +40,11 @@ fn generic_ops_path_matches_pytorch() {
             None,
         )
         .unwrap();
-    let want = fixture("eval.safetensors");
+    let want = model_fixture("eval.safetensors");
     assert!(max_diff(&pred, &want["pred"]) < 1e-5);
     assert!(max_diff(&logvar, &want["logvar"]) < 1e-5);
     // Injected masks through the generic attention (causal mask, dropout).
-    let f = fixture("mc_masks.safetensors");
+    let f = model_fixture("mc_masks.safetensors");
     let mut keys: Vec<&String> = f.keys().filter(|k| k.starts_with("mask_")).collect();
     keys.sort();
     let mut masks = Injected::new(keys.iter().map(|k| f[*k].clone()));

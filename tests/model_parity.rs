@@ -2,10 +2,12 @@
 //! `tools/make_model_fixtures.py` (glucobench 0.4.1's own class, small config
 //! with inner width 30 != d_model 32 and two distilling ConvLayers).
 
-use std::collections::HashMap;
+mod common;
+
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
+use common::{max_diff, model_fixture};
 use glurpc::model::dropout::{Injected, NoDropout};
 use glurpc::model::network::{Capture, Inputs};
 use glurpc::model::{self, BatchNormMode, Gluformer, Mode, ModelWindow, PredictOptions};
@@ -14,17 +16,13 @@ fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/model")
 }
 
-fn fixture(name: &str) -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(dir().join(name), &Device::Cpu).unwrap()
-}
-
 fn small() -> Gluformer {
     let files = model::source::resolve_local(&dir().join("small")).unwrap();
     model::load(&files, &Device::Cpu).unwrap()
 }
 
 fn inputs(rows: Option<(usize, usize)>) -> Inputs {
-    let f = fixture("inputs.safetensors");
+    let f = model_fixture("inputs.safetensors");
     let take = |k: &str| {
         let t = f[k].clone();
         match rows {
@@ -49,27 +47,13 @@ fn inputs(rows: Option<(usize, usize)>) -> Inputs {
     }
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shapes differ");
-    a.sub(b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
 #[test]
 fn eval_mode_matches_pytorch() {
     let m = small();
     let (pred, logvar) = m
         .forward(&inputs(None), BatchNormMode::Running, &mut NoDropout, None)
         .unwrap();
-    let want = fixture("eval.safetensors");
+    let want = model_fixture("eval.safetensors");
     let (dp, dl) = (
         max_diff(&pred, &want["pred"]),
         max_diff(&logvar, &want["logvar"]),
@@ -84,7 +68,7 @@ fn batch_statistics_batchnorm_matches_pytorch_train_mode() {
     let (pred, logvar) = m
         .forward(&inputs(None), BatchNormMode::Batch, &mut NoDropout, None)
         .unwrap();
-    let want = fixture("trainbn.safetensors");
+    let want = model_fixture("trainbn.safetensors");
     let (dp, dl) = (
         max_diff(&pred, &want["pred"]),
         max_diff(&logvar, &want["logvar"]),
@@ -92,7 +76,7 @@ fn batch_statistics_batchnorm_matches_pytorch_train_mode() {
     eprintln!("max abs diff: pred {dp:e}, logvar {dl:e}");
     assert!(dp < 1e-5 && dl < 1e-5, "pred {dp}, logvar {dl}");
     // And it is a different model from running statistics.
-    let eval = fixture("eval.safetensors");
+    let eval = model_fixture("eval.safetensors");
     assert!(max_diff(&pred, &eval["pred"]) > 1e-3);
 }
 
@@ -107,7 +91,7 @@ fn intermediate_activations_match_pytorch() {
         Some(&mut cap),
     )
     .unwrap();
-    let want = fixture("intermediates.safetensors");
+    let want = model_fixture("intermediates.safetensors");
     assert_eq!(want.len(), 13);
     for (name, t) in &want {
         let got = cap
@@ -122,7 +106,7 @@ fn intermediate_activations_match_pytorch() {
 #[test]
 fn injected_dropout_masks_reproduce_pytorch_mc_passes() {
     let m = small();
-    let f = fixture("mc_masks.safetensors");
+    let f = model_fixture("mc_masks.safetensors");
     let mut keys: Vec<&String> = f.keys().filter(|k| k.starts_with("mask_")).collect();
     keys.sort();
     // 3 encoder layers x 4 + 2 embeddings + var + 2 decoder layers x 4.
@@ -168,8 +152,8 @@ fn pth_and_safetensors_give_identical_tensors() {
     }
 }
 
-fn windows_from_fixture(n: usize) -> Vec<ModelWindow> {
-    let f = fixture("inputs.safetensors");
+fn windows_from_model_fixture(n: usize) -> Vec<ModelWindow> {
+    let f = model_fixture("inputs.safetensors");
     let rows = |k: &str| -> Vec<Vec<f32>> {
         let t = &f[k];
         (0..n)
@@ -197,9 +181,9 @@ fn windows_from_fixture(n: usize) -> Vec<ModelWindow> {
 #[test]
 fn predict_rebuilds_the_decoder_inputs_of_the_reference() {
     let m = small();
-    let w = windows_from_fixture(8);
+    let w = windows_from_model_fixture(8);
     let inp = m.inputs(&w, &(0..8).collect::<Vec<_>>()).unwrap();
-    let f = fixture("inputs.safetensors");
+    let f = model_fixture("inputs.safetensors");
     for (name, t) in [
         ("x_id", &inp.x_id),
         ("x_enc", &inp.x_enc),
@@ -219,7 +203,7 @@ fn predict_rebuilds_the_decoder_inputs_of_the_reference() {
         )
         .unwrap();
     assert_eq!((det.windows, det.steps, det.samples), (8, 12, 1));
-    let want: Vec<f32> = fixture("eval.safetensors")["pred"]
+    let want: Vec<f32> = model_fixture("eval.safetensors")["pred"]
         .flatten_all()
         .unwrap()
         .to_vec1()
@@ -232,12 +216,12 @@ fn predict_rebuilds_the_decoder_inputs_of_the_reference() {
 #[test]
 fn mc_dropout_statistics_match_pytorch_within_sampling_error() {
     let m = small();
-    let stats = fixture("mc_stats.safetensors");
+    let stats = model_fixture("mc_stats.safetensors");
     let torch_n = 4000.0f32;
     let mean: Vec<Vec<f32>> = stats["pred_mean"].to_vec2().unwrap();
     let std: Vec<Vec<f32>> = stats["pred_std"].to_vec2().unwrap();
     let samples = 1000;
-    let w = windows_from_fixture(4);
+    let w = windows_from_model_fixture(4);
     let fc = m
         .predict(
             &w,
@@ -292,7 +276,7 @@ fn mc_dropout_statistics_match_pytorch_within_sampling_error() {
 #[test]
 fn mc_samples_are_reproducible_and_independent_of_batching() {
     let m = small();
-    let w = windows_from_fixture(5);
+    let w = windows_from_model_fixture(5);
     let opts = |bw: usize, rows: usize| PredictOptions {
         mode: Mode::MonteCarlo {
             samples: 10,
@@ -327,7 +311,7 @@ fn mc_samples_are_reproducible_and_independent_of_batching() {
 #[test]
 fn reference_batch_statistics_mode_groups_windows() {
     let m = small();
-    let w = windows_from_fixture(6);
+    let w = windows_from_model_fixture(6);
     let opts = |bw: usize| PredictOptions {
         mode: Mode::MonteCarlo {
             samples: 3,
@@ -351,11 +335,11 @@ fn reference_batch_statistics_mode_groups_windows() {
 #[test]
 fn bad_windows_are_refused() {
     let m = small();
-    let mut w = windows_from_fixture(1);
+    let mut w = windows_from_model_fixture(1);
     w[0].past.pop();
     let err = m.predict(&w, &PredictOptions::default()).unwrap_err();
     assert!(err.to_string().contains("95 past values"), "{err}");
-    let mut w = windows_from_fixture(1);
+    let mut w = windows_from_model_fixture(1);
     w[0].past[3] = f32::NAN;
     assert!(m.predict(&w, &PredictOptions::default()).is_err());
 }

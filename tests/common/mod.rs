@@ -66,3 +66,23 @@ pub fn json_files(dir: &str) -> Vec<(String, Value)> {
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
+
+/// The tensors of a model fixture under `tests/data/model/`.
+pub fn model_fixture(name: &str) -> std::collections::HashMap<String, candle_core::Tensor> {
+    candle_core::safetensors::load(
+        data_dir().join("model").join(name),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Largest absolute element difference of two same-shaped tensors.
+pub fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shapes differ");
+    a.sub(b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.flatten_all())
+        .and_then(|d| d.max(0))
+        .and_then(|d| d.to_scalar::<f32>())
+        .expect("tensor difference")
+}
