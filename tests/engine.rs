@@ -101,6 +101,11 @@ async fn mc_samples_are_the_seeded_ones_whatever_the_batching() {
         .await
         .unwrap();
     assert_eq!(again.values, f.values);
+    // The health snapshot saw real batches.
+    let h = engine.health();
+    let batches: u64 = h.inference_requests_by_priority.iter().map(|p| p.1).sum();
+    assert!(batches >= 1 && h.windows_inferred >= 1, "{h:?}");
+    assert_eq!((h.device.as_str(), h.total_inference_errors), ("cpu", 0));
     engine.shutdown();
 }
 

@@ -17,6 +17,7 @@ use crate::pipeline::{self, FormattedWarnings, Prepared, WindowConfig};
 use super::error::EngineError;
 use super::forecast::{model_window, window_seed};
 use super::scheduler::{PRIORITY_INTERACTIVE, Scheduler};
+use super::stats::{HealthSnapshot, Stats};
 
 /// Which window of an upload a dataset was built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -136,6 +137,7 @@ struct Inner {
     uploads: DashMap<(String, WindowKind), Arc<Upload>>,
     forecasts: MemoryCache<WindowKey, WindowForecast>,
     jobs: Jobs,
+    stats: Stats,
     worker: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -152,6 +154,7 @@ impl Engine {
             jobs: Jobs::new(cfg.queue_capacity, cfg.interactive_reserve),
             forecasts: MemoryCache::new(cfg.forecast_cache_bytes),
             uploads: DashMap::new(),
+            stats: Stats::default(),
             model: Arc::new(model),
             worker: std::sync::Mutex::new(None),
             cfg,
@@ -272,6 +275,18 @@ impl Engine {
             .map_err(|_| EngineError::Internal("the model worker dropped a job".into()))?
     }
 
+    /// The health snapshot (engine side of `/health`).
+    pub fn health(&self) -> HealthSnapshot {
+        let device = if self.inner.model.device().is_cuda() {
+            "cuda"
+        } else {
+            "cpu"
+        };
+        self.inner
+            .stats
+            .snapshot(self.inner.jobs.queued(), self.inner.jobs.capacity(), device)
+    }
+
     /// Jobs waiting in the queue.
     pub fn queued(&self) -> usize {
         self.inner.jobs.queued()
@@ -308,11 +323,8 @@ fn model_worker(inner: &Inner) {
         if batch.is_empty() {
             return;
         }
-        let span = tracing::info_span!(
-            "inference",
-            windows = batch.len(),
-            priority = batch[0].priority
-        );
+        let priority = batch[0].priority;
+        let span = tracing::info_span!("inference", windows = batch.len(), priority);
         let _enter = span.enter();
         let mut windows = Vec::with_capacity(batch.len());
         let mut keys = Vec::with_capacity(batch.len());
@@ -334,13 +346,23 @@ fn model_worker(inner: &Inner) {
                     windows.push(w);
                     keys.push(t.key);
                 }
-                Err(e) => inner.jobs.complete(&t.key, Err(e)),
+                Err(e) => {
+                    inner.stats.error();
+                    inner.jobs.complete(&t.key, Err(e));
+                }
             }
         }
         if windows.is_empty() {
             continue;
         }
-        match inner.model.predict(&windows, &opts) {
+        inner.stats.set_busy(true);
+        let started = std::time::Instant::now();
+        let result = inner.model.predict(&windows, &opts);
+        inner.stats.set_busy(false);
+        inner
+            .stats
+            .batch(priority, windows.len(), started.elapsed(), result.is_ok());
+        match result {
             Ok(fc) => {
                 for (i, key) in keys.into_iter().enumerate() {
                     let start = i * fc.steps * fc.samples;

@@ -6,8 +6,10 @@ pub mod core;
 pub mod error;
 pub mod forecast;
 pub mod scheduler;
+pub mod stats;
 
 pub use self::core::{
     Engine, EngineConfig, Processed, Target, Upload, WindowForecast, WindowKey, WindowKind,
 };
 pub use error::EngineError;
+pub use stats::HealthSnapshot;

@@ -1,0 +1,174 @@
+//! Engine statistics for `/health` and `/metrics`, measured where the work
+//! happens: model batches by priority, their durations, failures, the
+//! model's busy state and the process's peak memory.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Durations kept for the rolling mean.
+const WINDOW: usize = 1000;
+
+/// Counters shared by the engine and its model thread.
+#[derive(Debug, Default)]
+pub struct Stats {
+    by_priority: [AtomicU64; 4],
+    inference_errors: AtomicU64,
+    windows_inferred: AtomicU64,
+    busy: AtomicBool,
+    recent: Mutex<VecDeque<Duration>>,
+}
+
+/// A snapshot of the engine's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthSnapshot {
+    /// "ok" once the model is loaded and its thread runs.
+    pub status: String,
+    /// From queue utilisation: idle .. full (the reference's bands).
+    pub load_status: String,
+    /// True when the model is loaded.
+    pub models_initialized: bool,
+    /// 1 when the model thread is idle (it serves priority 0 first), else 0.
+    pub available_priority_models: u32,
+    /// Idle general-purpose model threads (the same thread: 0 or 1).
+    pub available_general_models: u32,
+    /// Mean wall time of the last 1000 model batches, ms.
+    pub avg_fulfillment_time_ms: f64,
+    /// Peak resident memory of the process, MiB.
+    pub vmem_usage_mb: f64,
+    /// "cpu" or "cuda".
+    pub device: String,
+    /// Model batches run, by priority ("0", "1", "3").
+    pub inference_requests_by_priority: Vec<(String, u64)>,
+    /// Failed batches and unbuildable windows.
+    pub total_inference_errors: u64,
+    /// Windows inferred.
+    pub windows_inferred: u64,
+    /// Jobs queued.
+    pub inference_queue_size: usize,
+    /// Queue capacity for background work.
+    pub inference_queue_capacity: usize,
+}
+
+impl Stats {
+    /// Marks the model thread busy or idle.
+    pub fn set_busy(&self, busy: bool) {
+        self.busy.store(busy, Ordering::Relaxed);
+    }
+
+    /// Records one finished batch.
+    pub fn batch(&self, priority: u8, windows: usize, took: Duration, ok: bool) {
+        let slot = usize::from(priority.min(3));
+        self.by_priority[slot].fetch_add(1, Ordering::Relaxed);
+        if ok {
+            self.windows_inferred
+                .fetch_add(windows as u64, Ordering::Relaxed);
+        } else {
+            self.inference_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut r) = self.recent.lock() {
+            if r.len() == WINDOW {
+                r.pop_front();
+            }
+            r.push_back(took);
+        }
+    }
+
+    /// Records a window that could not be built or ran into an error.
+    pub fn error(&self) {
+        self.inference_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The snapshot, given the queue's state and the device.
+    pub fn snapshot(&self, queued: usize, capacity: usize, device: &str) -> HealthSnapshot {
+        let avg = self
+            .recent
+            .lock()
+            .map(|r| {
+                if r.is_empty() {
+                    0.0
+                } else {
+                    r.iter().map(|d| d.as_secs_f64()).sum::<f64>() * 1000.0 / r.len() as f64
+                }
+            })
+            .unwrap_or(0.0);
+        let idle = u32::from(!self.busy.load(Ordering::Relaxed));
+        HealthSnapshot {
+            status: "ok".into(),
+            load_status: load_status(queued, capacity).into(),
+            models_initialized: true,
+            available_priority_models: idle,
+            available_general_models: idle,
+            avg_fulfillment_time_ms: avg,
+            vmem_usage_mb: peak_rss_mb(),
+            device: device.into(),
+            inference_requests_by_priority: [0usize, 1, 3]
+                .iter()
+                .map(|p| (p.to_string(), self.by_priority[*p].load(Ordering::Relaxed)))
+                .collect(),
+            total_inference_errors: self.inference_errors.load(Ordering::Relaxed),
+            windows_inferred: self.windows_inferred.load(Ordering::Relaxed),
+            inference_queue_size: queued,
+            inference_queue_capacity: capacity,
+        }
+    }
+}
+
+/// The reference's load bands over queue utilisation.
+pub fn load_status(queued: usize, capacity: usize) -> &'static str {
+    let u = queued as f64 / capacity.max(1) as f64;
+    match u {
+        u if u >= 0.99 => "full",
+        u if u >= 0.75 => "overloaded",
+        u if u >= 0.50 => "heavily loaded",
+        u if u >= 0.25 => "loaded",
+        u if u >= 0.01 => "lightly loaded",
+        _ => "idle",
+    }
+}
+
+/// Peak resident set size (`VmHWM`), MiB; 0 where /proc is not available.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bands_follow_the_reference() {
+        assert_eq!(load_status(0, 64), "idle");
+        assert_eq!(load_status(1, 64), "lightly loaded");
+        assert_eq!(load_status(16, 64), "loaded");
+        assert_eq!(load_status(32, 64), "heavily loaded");
+        assert_eq!(load_status(48, 64), "overloaded");
+        assert_eq!(load_status(64, 64), "full");
+    }
+
+    #[test]
+    fn batches_are_counted_by_priority_and_averaged() {
+        let s = Stats::default();
+        s.batch(0, 1, Duration::from_millis(10), true);
+        s.batch(3, 32, Duration::from_millis(30), true);
+        s.batch(1, 4, Duration::from_millis(20), false);
+        let h = s.snapshot(0, 64, "cpu");
+        assert_eq!(
+            h.inference_requests_by_priority,
+            vec![("0".into(), 1), ("1".into(), 1), ("3".into(), 1)]
+        );
+        assert_eq!((h.windows_inferred, h.total_inference_errors), (33, 1));
+        assert!((h.avg_fulfillment_time_ms - 20.0).abs() < 1e-9);
+        assert!(h.vmem_usage_mb > 0.0);
+    }
+}
