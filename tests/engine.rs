@@ -199,3 +199,32 @@ async fn the_forward_forecast_starts_after_the_last_reading() {
     assert!(fw.output_times[0] > *w0.output_times.last().unwrap());
     engine.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_window_does_not_wait_for_the_whole_upload() {
+    let engine = Engine::start(small_model(), EngineConfig::default());
+    let p = engine
+        .process(vec![dexcom()], WindowKind::Full, PRIORITY_PROCESS)
+        .await
+        .unwrap();
+    assert_eq!(p.total_samples, 110);
+    // More background work from a second upload (95 windows).
+    let libre = std::fs::read(root().join("tests/data/real/libre_eu_1y.csv")).unwrap();
+    let q = engine
+        .process(vec![libre], WindowKind::Full, PRIORITY_PROCESS)
+        .await
+        .unwrap();
+    assert_eq!(q.total_samples, 95);
+    // An old window, queued far behind the newest ones, jumps the queue.
+    engine
+        .window_forecast(key(&p.handle, WindowKind::Full, -100))
+        .await
+        .unwrap();
+    assert!(
+        engine.queued() > 0,
+        "the background windows are still queued when the interactive one is answered"
+    );
+    let h = engine.health();
+    assert!(h.inference_requests_by_priority[0].1 >= 1, "{h:?}");
+    engine.shutdown();
+}

@@ -242,6 +242,23 @@ impl Engine {
         })
     }
 
+    /// [`Engine::process_blocking`] on the blocking worker pool, off the
+    /// async runtime.
+    pub async fn process(
+        &self,
+        files: Vec<Vec<u8>>,
+        kind: WindowKind,
+        priority: u8,
+    ) -> Result<Processed, EngineError> {
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();
+            engine.process_blocking(&refs, kind, priority)
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("parsing task failed: {e}")))?
+    }
+
     /// The upload kept under `handle` for `kind`.
     pub fn upload(&self, handle: &str, kind: WindowKind) -> Result<Arc<Upload>, EngineError> {
         self.inner
