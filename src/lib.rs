@@ -9,6 +9,7 @@ pub mod engine;
 pub mod formats;
 pub mod model;
 pub mod pipeline;
+pub mod plot;
 
 pub mod proto {
     //! Generated gRPC types for package `glurpc` (wire-compatible with gluRPC 0.6.3).
