@@ -3,7 +3,8 @@
 //! The x axis is in minutes relative to the last history time and labelled with the wall
 //! clock (`HH:MM`) every ten minutes from that time, as the Plotly figure's `tick0` and
 //! `dtick` place them. Text uses DejaVu Sans, embedded in the binary and registered with
-//! plotters' `ab_glyph` renderer, so no system font is needed.
+//! plotters' `ab_glyph` renderer, so no system font is needed; the PNG's text is rasterised
+//! by [`super::glyphs::GlyphFix`] (SVG text is `<text>` elements).
 
 use std::sync::OnceLock;
 
@@ -15,6 +16,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
+use super::glyphs::GlyphFix;
 use super::pyfmt::datetime_from_micros;
 use super::{
     HEIGHT, PlotData, PlotError, TIME_STEP_MINUTES, WIDTH, fan_color, kde_fan, median_line,
@@ -48,7 +50,7 @@ pub fn png(data: &PlotData) -> Result<Vec<u8>, PlotError> {
             (WIDTH, HEIGHT),
         )
         .map_err(|e| PlotError::Render(e.to_string()))?;
-        draw_chart(backend.into_drawing_area(), data)?;
+        draw_chart(GlyphFix { inner: backend }.into_drawing_area(), data)?;
     }
     let mut out = Vec::with_capacity(64 * 1024);
     {
@@ -254,8 +256,8 @@ where
             .label(name)
             .legend(move |(x, y)| {
                 EmptyElement::at((x, y))
-                    + PathElement::new(vec![(0, 0), (24, 0)], color.stroke_width(2))
-                    + Circle::new((12, 0), radius, color.filled())
+                    + PathElement::new(vec![(-2, 0), (16, 0)], color.stroke_width(2))
+                    + Circle::new((7, 0), radius, color.filled())
             });
         chart
             .draw_series(

@@ -17,6 +17,7 @@
 
 mod compact;
 mod draw;
+mod glyphs;
 mod plotly;
 mod pyfmt;
 mod stats;

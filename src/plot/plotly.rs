@@ -4,7 +4,7 @@
 //! `plotly_white` template.
 
 use super::pyfmt::{
-    iso_micros, iso_millis, push_json_float, push_json_str, timedelta_minutes_micros,
+    iso_millis, push_iso_micros, push_json_float, push_json_str, timedelta_minutes_micros,
 };
 use super::{PlotData, TIME_STEP_MINUTES, fan_color, kde_fan, median_line, step_samples};
 
@@ -86,22 +86,39 @@ fn push_fan(out: &mut String, t_ms: i64, grid: &[f64], density: &[f64], color: &
     push_json_str(out, color);
     out.push_str(",\"hoverinfo\":\"skip\",\"line\":{\"color\":\"rgba(0,0,0,0)\"},");
     out.push_str("\"showlegend\":false,\"x\":[");
-    let centre = iso_millis(t_ms);
+    // the step's time 200 times, then (time_coord - timedelta(minutes=density * 0.9 *
+    // time_step)).isoformat() reversed; ISO strings need no JSON escaping
     let t_us = t_ms.saturating_mul(1000);
-    // (time_coord - timedelta(minutes=density * 0.9 * time_step)).isoformat(), reversed
-    let left = density.iter().rev().map(|&d| {
-        let offset = d * (0.9 * TIME_STEP_MINUTES);
-        if offset.is_finite() && offset >= 0.0 {
-            iso_micros(t_us.saturating_sub(timedelta_minutes_micros(offset)))
-        } else {
-            None
+    let mut centre = String::with_capacity(28);
+    centre.push('"');
+    if push_iso_micros(&mut centre, t_us) {
+        centre.push('"');
+    } else {
+        centre = "null".to_string();
+    }
+    for i in 0..grid.len() {
+        if i > 0 {
+            out.push(',');
         }
-    });
-    push_list(
-        out,
-        std::iter::repeat_n(centre, grid.len()).chain(left),
-        push_opt_str,
-    );
+        out.push_str(&centre);
+    }
+    for (i, &d) in density.iter().rev().enumerate() {
+        if i > 0 || !grid.is_empty() {
+            out.push(',');
+        }
+        let offset = d * (0.9 * TIME_STEP_MINUTES);
+        let at = out.len();
+        out.push('"');
+        if offset.is_finite()
+            && offset >= 0.0
+            && push_iso_micros(out, t_us.saturating_sub(timedelta_minutes_micros(offset)))
+        {
+            out.push('"');
+        } else {
+            out.truncate(at);
+            out.push_str("null");
+        }
+    }
     out.push_str("],\"y\":[");
     push_list(
         out,

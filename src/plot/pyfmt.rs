@@ -1,59 +1,92 @@
 //! Python-compatible text: `repr(float)`, `json.dumps` strings as plotly writes them,
 //! `datetime.isoformat()`, and `timedelta(minutes=x)` rounding.
 
-use chrono::{DateTime, Datelike, NaiveDateTime, Timelike};
+use chrono::{DateTime, NaiveDateTime};
 
-/// Python's `repr(x)` for a finite `f64` (`1.0`, `0.1`, `1e-05`, `1e+16`, `-0.0`).
+/// Python's `repr(x)` for an `f64` (`1.0`, `0.1`, `1e-05`, `1e+16`, `-0.0`, `nan`, `inf`).
 ///
 /// Both Python and Rust print the shortest digit string that round-trips; only the layout
 /// differs: Python switches to exponent form when the decimal exponent is below -4 or at
 /// least 16, writes a sign and two or more digits in the exponent, and always shows `.0`
-/// in positional form. Non-finite values give `nan`, `inf` or `-inf` (Python's repr).
+/// in positional form.
 pub fn py_float_repr(x: f64) -> String {
+    let mut out = String::with_capacity(24);
+    push_py_float(&mut out, x);
+    out
+}
+
+/// Appends [`py_float_repr`] of `x` to `out`.
+pub fn push_py_float(out: &mut String, x: f64) {
+    use std::fmt::Write;
+
     if x.is_nan() {
-        return "nan".to_string();
+        out.push_str("nan");
+        return;
     }
     if x.is_infinite() {
-        return if x > 0.0 { "inf" } else { "-inf" }.to_string();
+        out.push_str(if x > 0.0 { "inf" } else { "-inf" });
+        return;
     }
-    // Rust's shortest digits, re-rounded to the same length: on an exact tie (two
-    // shortest strings both round-trip) Python picks the correctly rounded, half-to-even
-    // one and Rust's shortest algorithm may pick the other.
-    let mut sci = format!("{x:e}");
-    let ndig = sci
-        .split('e')
-        .next()
-        .map_or(1, |m| m.chars().filter(char::is_ascii_digit).count());
-    let exact = format!("{:.*e}", ndig.saturating_sub(1), x);
-    if exact != sci && exact.parse::<f64>().ok() == Some(x) {
-        sci = exact;
+    let mut sci = String::with_capacity(32);
+    let _ = write!(sci, "{x:e}");
+    let split = sci.find('e').unwrap_or(sci.len());
+    let ndig = sci[..split].bytes().filter(u8::is_ascii_digit).count();
+    // On an exact tie (two shortest strings of 16 or 17 digits both round-trip) Python
+    // picks the correctly rounded, half-to-even one and Rust's shortest algorithm may pick
+    // the other; with 15 digits or fewer a tie cannot happen.
+    if ndig >= 16 {
+        let mut exact = String::with_capacity(32);
+        let _ = write!(exact, "{:.*e}", ndig - 1, x);
+        if exact != sci && exact.parse::<f64>().ok() == Some(x) {
+            sci = exact;
+        }
     }
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (sign, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => ("-", m),
-        None => ("", mantissa),
+    let split = sci.find('e').unwrap_or(sci.len());
+    let exp: i32 = sci
+        .get(split + 1..)
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(0);
+    let mantissa = &sci[..split];
+    let (negative, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => (true, m),
+        None => (false, mantissa),
     };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    // the digits without the point: at most 17 of them
+    let mut digits = [0u8; 24];
+    let mut nd = 0;
+    for b in mantissa.bytes().filter(u8::is_ascii_digit) {
+        if nd < digits.len() {
+            digits[nd] = b;
+            nd += 1;
+        }
+    }
+    let digits = match std::str::from_utf8(&digits[..nd]) {
+        Ok(d) if !d.is_empty() => d,
+        _ => "0",
+    };
     let ndigits = digits.len() as i32;
     let decpt = exp + 1;
-    let mut out = String::with_capacity(24);
-    out.push_str(sign);
+    if negative {
+        out.push('-');
+    }
     if decpt <= -4 || decpt > 16 {
         out.push_str(&digits[..1]);
         if ndigits > 1 {
             out.push('.');
             out.push_str(&digits[1..]);
         }
-        out.push('e');
-        out.push(if exp < 0 { '-' } else { '+' });
-        out.push_str(&format!("{:02}", exp.unsigned_abs()));
+        let _ = write!(
+            out,
+            "e{}{:02}",
+            if exp < 0 { '-' } else { '+' },
+            exp.unsigned_abs()
+        );
     } else if decpt <= 0 {
         out.push_str("0.");
         out.extend(std::iter::repeat_n('0', (-decpt) as usize));
-        out.push_str(&digits);
+        out.push_str(digits);
     } else if decpt >= ndigits {
-        out.push_str(&digits);
+        out.push_str(digits);
         out.extend(std::iter::repeat_n('0', (decpt - ndigits) as usize));
         out.push_str(".0");
     } else {
@@ -61,14 +94,13 @@ pub fn py_float_repr(x: f64) -> String {
         out.push('.');
         out.push_str(&digits[decpt as usize..]);
     }
-    out
 }
 
 /// Appends a float as plotly's JSON encoder writes it: Python's repr for finite values and
 /// `null` for NaN and infinities (plotly's encoder turns those into `null`).
 pub fn push_json_float(out: &mut String, x: f64) {
     if x.is_finite() {
-        out.push_str(&py_float_repr(x));
+        push_py_float(out, x);
     } else {
         out.push_str("null");
     }
@@ -107,24 +139,62 @@ pub fn datetime_from_micros(us: i64) -> Option<NaiveDateTime> {
     DateTime::from_timestamp_micros(us).map(|d| d.naive_utc())
 }
 
+/// Microseconds since the epoch of 0001-01-01T00:00:00 and of 10000-01-01T00:00:00:
+/// the dates Python's `datetime` can hold.
+const PY_MIN_US: i64 = -62_135_596_800_000_000;
+const PY_END_US: i64 = 253_402_300_800_000_000;
+
 /// Python's `datetime.isoformat()` of a naive date-time: `YYYY-MM-DDTHH:MM:SS`, plus
-/// `.ffffff` only when the microseconds are not zero. `None` outside chrono's range.
+/// `.ffffff` only when the microseconds are not zero. `None` outside the years 1 to 9999.
 pub fn iso_micros(us: i64) -> Option<String> {
-    let t = datetime_from_micros(us)?;
-    let micro = us.rem_euclid(1_000_000);
-    let mut s = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    if micro != 0 {
-        s.push_str(&format!(".{micro:06}"));
+    let mut s = String::with_capacity(26);
+    push_iso_micros(&mut s, us).then_some(s)
+}
+
+/// Appends [`iso_micros`] of `us` to `out`; `false` (and nothing appended) outside the
+/// years 1 to 9999.
+pub fn push_iso_micros(out: &mut String, us: i64) -> bool {
+    if !(PY_MIN_US..PY_END_US).contains(&us) {
+        return false;
     }
-    Some(s)
+    let days = us.div_euclid(86_400_000_000);
+    let in_day = us.rem_euclid(86_400_000_000);
+    // civil date from days since 1970-01-01 (H. Hinnant's algorithm)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let secs = in_day / 1_000_000;
+    let micro = in_day % 1_000_000;
+    let mut buf = [0u8; 26];
+    let mut put = |at: usize, value: i64, width: usize| {
+        let mut v = value;
+        for i in (0..width).rev() {
+            buf[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, year, 4);
+    put(5, month, 2);
+    put(8, day, 2);
+    put(11, secs / 3600, 2);
+    put(14, secs / 60 % 60, 2);
+    put(17, secs % 60, 2);
+    put(20, micro, 6);
+    buf[4] = b'-';
+    buf[7] = b'-';
+    buf[10] = b'T';
+    buf[13] = b':';
+    buf[16] = b':';
+    buf[19] = b'.';
+    let len = if micro == 0 { 19 } else { 26 };
+    out.push_str(std::str::from_utf8(&buf[..len]).unwrap_or(""));
+    true
 }
 
 /// [`iso_micros`] of a time in milliseconds since the epoch.
@@ -221,6 +291,23 @@ mod tests {
             Some("2024-05-01T07:59:57")
         );
         assert_eq!(iso_millis(i64::MAX), None);
+        assert_eq!(iso_micros(PY_END_US), None);
+        assert_eq!(
+            iso_micros(PY_END_US - 1).as_deref(),
+            Some("9999-12-31T23:59:59.999999")
+        );
+        assert_eq!(
+            iso_micros(PY_MIN_US).as_deref(),
+            Some("0001-01-01T00:00:00")
+        );
+        assert_eq!(iso_micros(PY_MIN_US - 1), None);
+        // every day of a leap-year span agrees with chrono
+        for day in -800..800i64 {
+            let us = 951_782_400_000_000 + day * 86_400_000_000 + 3_723_000_042;
+            let want =
+                datetime_from_micros(us).map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string());
+            assert_eq!(iso_micros(us), want);
+        }
     }
 
     /// Python's own answers (tools/make_plot_goldens.py, tests/data/plot/python_formatting.json).
