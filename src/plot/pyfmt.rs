@@ -3,6 +3,8 @@
 
 use chrono::{DateTime, NaiveDateTime};
 
+use crate::formats::timefmt::civil_from_days;
+
 /// Python's `repr(x)` for an `f64` (`1.0`, `0.1`, `1e-05`, `1e+16`, `-0.0`, `nan`, `inf`).
 ///
 /// Both Python and Rust print the shortest digit string that round-trips; only the layout
@@ -159,16 +161,7 @@ pub fn push_iso_micros(out: &mut String, us: i64) -> bool {
     }
     let days = us.div_euclid(86_400_000_000);
     let in_day = us.rem_euclid(86_400_000_000);
-    // civil date from days since 1970-01-01 (H. Hinnant's algorithm)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = civil_from_days(days);
     let secs = in_day / 1_000_000;
     let micro = in_day % 1_000_000;
     let mut buf = [0u8; 26];
@@ -180,8 +173,8 @@ pub fn push_iso_micros(out: &mut String, us: i64) -> bool {
         }
     };
     put(0, year, 4);
-    put(5, month, 2);
-    put(8, day, 2);
+    put(5, i64::from(month), 2);
+    put(8, i64::from(day), 2);
     put(11, secs / 3600, 2);
     put(14, secs / 60 % 60, 2);
     put(17, secs % 60, 2);
