@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use candle_core::Device;
 use glurpc::engine::forecast::{model_window, to_mgdl, window_seed};
 use glurpc::engine::scheduler::PRIORITY_PROCESS;
-use glurpc::engine::{Engine, EngineConfig, EngineError, Target, WindowKey, WindowKind};
+use glurpc::engine::{
+    Engine, EngineConfig, EngineError, ProcessOptions, Target, WindowKey, WindowKind,
+};
 use glurpc::model::{self, Gluformer, PredictOptions};
 
 fn root() -> PathBuf {
@@ -21,6 +23,15 @@ fn small_model() -> Gluformer {
 
 fn dexcom() -> Vec<u8> {
     std::fs::read(root().join("tests/data/real/dexcom_us_14d.csv")).unwrap()
+}
+
+fn queued(kind: WindowKind) -> ProcessOptions {
+    ProcessOptions {
+        kind,
+        priority: PRIORITY_PROCESS,
+        force: false,
+        queue_windows: true,
+    }
 }
 
 fn key(handle: &str, kind: WindowKind, index: i64) -> WindowKey {
@@ -39,10 +50,11 @@ async fn deterministic_windows_match_the_reference_forecast() {
             samples: 0,
             ..EngineConfig::default()
         },
-    );
+    )
+    .unwrap();
     let bytes = dexcom();
     let p = engine
-        .process_blocking(&[&bytes], WindowKind::Full, PRIORITY_PROCESS)
+        .process_blocking(&[&bytes], queued(WindowKind::Full))
         .unwrap();
     assert_eq!(p.total_samples, 110);
     assert!(p.warnings.imputation && p.warnings.time_duplicates);
@@ -52,7 +64,7 @@ async fn deterministic_windows_match_the_reference_forecast() {
     )
     .unwrap();
     assert_eq!(p.handle, golden["handle"].as_str().unwrap());
-    let upload = engine.upload(&p.handle, WindowKind::Full).unwrap();
+    let upload = engine.upload(&p.handle, WindowKind::Full).await.unwrap();
     for k in [0i64, -1, -109] {
         let f = engine
             .window_forecast(key(&p.handle, WindowKind::Full, k))
@@ -73,10 +85,10 @@ async fn deterministic_windows_match_the_reference_forecast() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mc_samples_are_the_seeded_ones_whatever_the_batching() {
-    let engine = Engine::start(small_model(), EngineConfig::default());
+    let engine = Engine::start(small_model(), EngineConfig::default()).unwrap();
     let bytes = dexcom();
     let p = engine
-        .process_blocking(&[&bytes], WindowKind::Quick, PRIORITY_PROCESS)
+        .process_blocking(&[&bytes], queued(WindowKind::Quick))
         .unwrap();
     assert_eq!(p.total_samples, 2);
     let f = engine
@@ -85,7 +97,7 @@ async fn mc_samples_are_the_seeded_ones_whatever_the_batching() {
         .unwrap();
     assert_eq!((f.steps, f.samples, f.logvar.len()), (12, 10, 10));
     // The same window computed alone, outside the engine, with its seed.
-    let upload = engine.upload(&p.handle, WindowKind::Quick).unwrap();
+    let upload = engine.upload(&p.handle, WindowKind::Quick).await.unwrap();
     let w = upload.prepared.dataset.window(0).unwrap();
     let seed = window_seed(&p.handle, *w.input_times.last().unwrap(), 0);
     let direct = small_model()
@@ -111,7 +123,7 @@ async fn mc_samples_are_the_seeded_ones_whatever_the_batching() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_handles_bad_indices_and_bad_uploads_are_clear_errors() {
-    let engine = Engine::start(small_model(), EngineConfig::default());
+    let engine = Engine::start(small_model(), EngineConfig::default()).unwrap();
     let missing = engine
         .window_forecast(key(&"0".repeat(64), WindowKind::Full, 0))
         .await
@@ -119,7 +131,7 @@ async fn unknown_handles_bad_indices_and_bad_uploads_are_clear_errors() {
     assert_eq!(missing, EngineError::NotFound);
     let bytes = dexcom();
     let p = engine
-        .process_blocking(&[&bytes], WindowKind::Quick, PRIORITY_PROCESS)
+        .process_blocking(&[&bytes], queued(WindowKind::Quick))
         .unwrap();
     for bad in [1, -2, -1000] {
         let e = engine
@@ -139,18 +151,18 @@ async fn unknown_handles_bad_indices_and_bad_uploads_are_clear_errors() {
         );
     }
     let junk = engine
-        .process_blocking(&[b"not,a,cgm\n1,2,3\n"], WindowKind::Full, PRIORITY_PROCESS)
+        .process_blocking(&[b"not,a,cgm\n1,2,3\n"], queued(WindowKind::Full))
         .unwrap_err();
     assert!(matches!(junk, EngineError::Input(_)), "{junk:?}");
     // Too short: the first 100 lines of the export (about 7 hours).
     let text = String::from_utf8_lossy(&bytes);
     let short: String = text.lines().take(100).collect::<Vec<_>>().join("\n");
     let e = engine
-        .process_blocking(&[short.as_bytes()], WindowKind::Full, PRIORITY_PROCESS)
+        .process_blocking(&[short.as_bytes()], queued(WindowKind::Full))
         .unwrap_err();
     assert!(e.to_string().contains("minimum duration"), "{e}");
     engine.shutdown();
-    let after = engine.process_blocking(&[&bytes], WindowKind::Full, PRIORITY_PROCESS);
+    let after = engine.process_blocking(&[&bytes], queued(WindowKind::Full));
     assert!(matches!(after, Err(EngineError::ShuttingDown)), "{after:?}");
 }
 
@@ -163,10 +175,11 @@ fn a_full_queue_refuses_background_work_at_once() {
             interactive_reserve: 0,
             ..EngineConfig::default()
         },
-    );
+    )
+    .unwrap();
     let bytes = dexcom();
     let e = engine
-        .process_blocking(&[&bytes], WindowKind::Full, PRIORITY_PROCESS)
+        .process_blocking(&[&bytes], queued(WindowKind::Full))
         .unwrap_err();
     assert_eq!(e, EngineError::Overloaded { retry_after_s: 30 });
     engine.shutdown();
@@ -174,10 +187,10 @@ fn a_full_queue_refuses_background_work_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_forward_forecast_starts_after_the_last_reading() {
-    let engine = Engine::start(small_model(), EngineConfig::default());
+    let engine = Engine::start(small_model(), EngineConfig::default()).unwrap();
     let bytes = dexcom();
     let p = engine
-        .process_blocking(&[&bytes], WindowKind::Full, PRIORITY_PROCESS)
+        .process_blocking(&[&bytes], queued(WindowKind::Full))
         .unwrap();
     let forward = WindowKey {
         handle: p.handle.clone(),
@@ -192,7 +205,7 @@ async fn the_forward_forecast_starts_after_the_last_reading() {
         .await
         .unwrap();
     assert_ne!(f.values, last.values);
-    let upload = engine.upload(&p.handle, WindowKind::Full).unwrap();
+    let upload = engine.upload(&p.handle, WindowKind::Full).await.unwrap();
     let fw = upload.prepared.dataset.forward().unwrap();
     let w0 = upload.prepared.dataset.window(0).unwrap();
     assert_eq!(fw.input_times[0], w0.input_times[12]);
@@ -202,16 +215,16 @@ async fn the_forward_forecast_starts_after_the_last_reading() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_window_does_not_wait_for_the_whole_upload() {
-    let engine = Engine::start(small_model(), EngineConfig::default());
+    let engine = Engine::start(small_model(), EngineConfig::default()).unwrap();
     let p = engine
-        .process(vec![dexcom()], WindowKind::Full, PRIORITY_PROCESS)
+        .process(vec![dexcom()], queued(WindowKind::Full))
         .await
         .unwrap();
     assert_eq!(p.total_samples, 110);
     // More background work from a second upload (95 windows).
     let libre = std::fs::read(root().join("tests/data/real/libre_eu_1y.csv")).unwrap();
     let q = engine
-        .process(vec![libre], WindowKind::Full, PRIORITY_PROCESS)
+        .process(vec![libre], queued(WindowKind::Full))
         .await
         .unwrap();
     assert_eq!(q.total_samples, 95);

@@ -115,6 +115,15 @@ impl<K: Eq + Hash + Clone, V: Weigh> MemoryCache<K, V> {
         keys.iter().filter(|k| self.remove(k).is_some()).count()
     }
 
+    /// The keys matching `pred`.
+    pub fn keys_where(&self, pred: impl Fn(&K) -> bool) -> Vec<K> {
+        self.map
+            .iter()
+            .filter(|e| pred(e.key()))
+            .map(|e| e.key().clone())
+            .collect()
+    }
+
     /// Drops everything.
     pub fn clear(&self) {
         self.map.clear();

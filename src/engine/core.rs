@@ -1,83 +1,29 @@
 //! The engine handle: a cheap clone over shared state that owns the uploads
 //! (parsed and prepared once per handle and window kind), the per-window
-//! forecast cache, the scheduler and the model worker thread. A request for
-//! one window waits only for that window; the rest of an upload is queued
-//! behind it as background work.
+//! forecast and plot caches, the scheduler, the model worker thread and the
+//! disk store. A request for one window waits only for that window; the
+//! rest of an upload is queued behind it as background work.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::thread::JoinHandle;
 
-use dashmap::DashMap;
-
-use crate::cache::{MemoryCache, Weigh};
-use crate::formats::{self, ParseOptions};
-use crate::model::{Gluformer, Mode, PredictOptions};
-use crate::pipeline::{self, FormattedWarnings, Prepared, WindowConfig};
+use crate::cache::{DiskStore, MemoryCache};
+use crate::formats::{self, ParseOptions, Parsed};
+use crate::model::Gluformer;
+use crate::pipeline::{FormattedWarnings, WindowConfig};
+use crate::plot::PlotFormat;
 
 use super::error::EngineError;
-use super::forecast::{model_window, window_seed};
-use super::scheduler::{PRIORITY_INTERACTIVE, Scheduler};
+use super::forecast::{Target, WindowForecast, WindowKey};
+use super::persist::{Fingerprint, Writer};
+use super::plots::{PlotBytes, PlotKey};
+use super::scheduler::{PRIORITY_INTERACTIVE, PRIORITY_PREFETCH, Scheduler};
 use super::stats::{HealthSnapshot, Stats};
-
-/// Which window of an upload a dataset was built for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum WindowKind {
-    /// 540-1080 minutes, as `/process_unified` builds it.
-    Full,
-    /// The last 540 minutes, as `/quick_plot` builds it.
-    Quick,
-}
-
-/// Which window of a dataset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Target {
-    /// A measured window by user index (0 = last, -(N-1) = first): the
-    /// back-test the reference serves.
-    Index(i64),
-    /// The next 60 minutes after the last reading.
-    Forward,
-}
-
-/// One window's forecast job.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct WindowKey {
-    /// The upload.
-    pub handle: String,
-    /// Its dataset.
-    pub kind: WindowKind,
-    /// The window.
-    pub target: Target,
-}
-
-/// A window's forecast in scaled units: `samples[t * S + s]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WindowForecast {
-    /// Forecast steps.
-    pub steps: usize,
-    /// Samples per step.
-    pub samples: usize,
-    /// (steps, samples), row-major.
-    pub values: Vec<f32>,
-    /// One log-variance per sample.
-    pub logvar: Vec<f32>,
-}
-
-impl Weigh for WindowForecast {
-    fn weight(&self) -> usize {
-        (self.values.len() + self.logvar.len()) * 4 + 64
-    }
-}
-
-/// A parsed upload with its prepared window.
-#[derive(Debug)]
-pub struct Upload {
-    /// SHA-256 of the unified CSV.
-    pub handle: String,
-    /// Which window.
-    pub kind: WindowKind,
-    /// Window, series, scaled dataset and warnings.
-    pub prepared: Prepared,
-}
+use super::store::JobKey;
+use super::upload::{Upload, WindowKind};
+use super::worker::model_worker;
 
 /// What `process` reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +36,19 @@ pub struct Processed {
     pub warnings: FormattedWarnings,
 }
 
+/// How to process an upload.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessOptions {
+    /// Which window to prepare.
+    pub kind: WindowKind,
+    /// Priority of the queued windows.
+    pub priority: u8,
+    /// Recompute even if forecasts are cached (a new version).
+    pub force: bool,
+    /// Queue every window as background work.
+    pub queue_windows: bool,
+}
+
 /// Engine settings (the service's flags and environment variables).
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -97,7 +56,7 @@ pub struct EngineConfig {
     pub samples: usize,
     /// Windows per forward pass (`BATCH_SIZE`).
     pub batch_size: usize,
-    /// Queued jobs before background work is refused (`MAX_INFERENCE_QUEUE_SIZE`).
+    /// Queued window jobs before background work is refused.
     pub queue_capacity: usize,
     /// Extra room kept for interactive work.
     pub interactive_reserve: usize,
@@ -111,6 +70,17 @@ pub struct EngineConfig {
     pub quick: WindowConfig,
     /// Memory for cached window forecasts, in bytes.
     pub forecast_cache_bytes: usize,
+    /// Memory for rendered plots, in bytes.
+    pub plot_cache_bytes: usize,
+    /// Memory for parsed uploads, in bytes.
+    pub upload_cache_bytes: usize,
+    /// Directory of persisted forecasts; `None` disables persistence.
+    pub cache_dir: Option<PathBuf>,
+    /// Bound of the cache directory, in bytes.
+    pub disk_cache_bytes: u64,
+    /// A stable id of the model's weights (their SHA-256): persisted
+    /// forecasts of another model are never used.
+    pub model_id: String,
 }
 
 impl Default for EngineConfig {
@@ -124,54 +94,91 @@ impl Default for EngineConfig {
             max_upload_bytes: formats::decode::DEFAULT_MAX_BYTES,
             full: WindowConfig::FULL,
             quick: WindowConfig::QUICK,
-            forecast_cache_bytes: 256 << 20,
+            forecast_cache_bytes: 64 << 20,
+            plot_cache_bytes: 128 << 20,
+            upload_cache_bytes: 64 << 20,
+            cache_dir: None,
+            disk_cache_bytes: 1 << 30,
+            model_id: String::new(),
         }
     }
 }
 
-type Jobs = Scheduler<WindowKey, Arc<WindowForecast>, EngineError>;
+pub(crate) type Jobs = Scheduler<JobKey, Arc<WindowForecast>, EngineError>;
 
-struct Inner {
-    cfg: EngineConfig,
-    model: Arc<Gluformer>,
-    uploads: DashMap<(String, WindowKind), Arc<Upload>>,
-    forecasts: MemoryCache<WindowKey, WindowForecast>,
-    jobs: Jobs,
-    stats: Stats,
+/// The disk side of the cache.
+pub(crate) struct Disk {
+    pub(crate) store: DiskStore,
+    pub(crate) writer: Writer,
+    pub(crate) fp: Fingerprint,
+    pub(crate) tag: String,
+}
+
+pub(crate) struct Inner {
+    pub(crate) cfg: EngineConfig,
+    pub(crate) model: Arc<Gluformer>,
+    pub(crate) uploads: MemoryCache<(String, WindowKind), Upload>,
+    pub(crate) forecasts: MemoryCache<WindowKey, WindowForecast>,
+    pub(crate) plots: MemoryCache<PlotKey, PlotBytes>,
+    pub(crate) jobs: Jobs,
+    pub(crate) stats: Stats,
+    pub(crate) versions: AtomicU64,
+    pub(crate) disk: Option<Disk>,
     worker: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 /// The cloneable engine handle.
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl Engine {
-    /// Starts the engine with its model worker thread.
-    pub fn start(model: Gluformer, cfg: EngineConfig) -> Engine {
+    /// Starts the engine: opens the disk cache (when configured) and starts
+    /// the model worker thread.
+    pub fn start(model: Gluformer, cfg: EngineConfig) -> Result<Engine, EngineError> {
+        let disk = match &cfg.cache_dir {
+            None => None,
+            Some(dir) => {
+                let store = DiskStore::open(dir, cfg.disk_cache_bytes)
+                    .map_err(|e| EngineError::Internal(e.to_string()))?;
+                let writer = Writer::start(store.clone())
+                    .map_err(|e| EngineError::Internal(e.to_string()))?;
+                let fp = Fingerprint {
+                    model_id: cfg.model_id.clone(),
+                    samples: cfg.samples,
+                    seed: cfg.seed,
+                };
+                let tag = fp.tag();
+                Some(Disk {
+                    store,
+                    writer,
+                    fp,
+                    tag,
+                })
+            }
+        };
         let inner = Arc::new(Inner {
             jobs: Jobs::new(cfg.queue_capacity, cfg.interactive_reserve),
             forecasts: MemoryCache::new(cfg.forecast_cache_bytes),
-            uploads: DashMap::new(),
+            plots: MemoryCache::new(cfg.plot_cache_bytes),
+            uploads: MemoryCache::new(cfg.upload_cache_bytes),
             stats: Stats::default(),
+            versions: AtomicU64::new(1),
             model: Arc::new(model),
             worker: std::sync::Mutex::new(None),
+            disk,
             cfg,
         });
         let worker_inner = inner.clone();
         let handle = std::thread::Builder::new()
             .name("glurpc-model".into())
-            .spawn(move || model_worker(&worker_inner));
-        match handle {
-            Ok(h) => {
-                if let Ok(mut w) = inner.worker.lock() {
-                    *w = Some(h);
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "could not start the model thread"),
+            .spawn(move || model_worker(&worker_inner))
+            .map_err(|e| EngineError::Internal(format!("could not start the model thread: {e}")))?;
+        if let Ok(mut w) = inner.worker.lock() {
+            *w = Some(handle);
         }
-        Engine { inner }
+        Ok(Engine { inner })
     }
 
     /// The settings.
@@ -179,65 +186,59 @@ impl Engine {
         &self.inner.cfg
     }
 
-    /// Parses and prepares an upload (CPU work: call from a worker pool),
-    /// keeps it under its handle, and queues every window at `priority` as
-    /// background work, the last window first.
-    pub fn process_blocking(
-        &self,
-        files: &[&[u8]],
-        kind: WindowKind,
-        priority: u8,
-    ) -> Result<Processed, EngineError> {
+    /// Parses uploads (one file, or several of one person) into the unified
+    /// table, its CSV and handle. CPU work: call from a worker pool.
+    pub fn convert_blocking(&self, files: &[&[u8]]) -> Result<Parsed, EngineError> {
         let opts = ParseOptions {
             max_bytes: self.inner.cfg.max_upload_bytes,
         };
-        let parsed = formats::parse_uploads(files, &opts)?;
-        let handle = parsed.handle.clone();
-        let upload = match self.inner.uploads.get(&(handle.clone(), kind)) {
-            Some(u) => u.clone(),
-            None => {
-                let processed = pipeline::process(&parsed.table);
-                let window = match kind {
-                    WindowKind::Full => self.inner.cfg.full,
-                    WindowKind::Quick => self.inner.cfg.quick,
-                };
-                let prepared = pipeline::prepare(&processed, window)?;
-                let up = Arc::new(Upload {
-                    handle: handle.clone(),
-                    kind,
-                    prepared,
-                });
-                self.inner
-                    .uploads
-                    .insert((handle.clone(), kind), up.clone());
-                up
-            }
-        };
-        let n = upload.prepared.dataset.len();
-        if n == 0 {
-            return Err(EngineError::Input(format!(
-                "the window has {} grid points; a forecast needs at least 108",
-                upload.prepared.dataset.points()
-            )));
+        Ok(formats::parse_uploads(files, &opts)?)
+    }
+
+    /// [`Engine::convert_blocking`] on the blocking pool.
+    pub async fn convert(&self, files: Vec<Vec<u8>>) -> Result<Parsed, EngineError> {
+        let engine = self.clone();
+        blocking(move || {
+            let refs: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();
+            engine.convert_blocking(&refs)
+        })
+        .await
+    }
+
+    /// Parses and prepares an upload (CPU work: call from a worker pool),
+    /// keeps it under its handle, and (with `queue_windows`) queues every
+    /// window not yet cached at `priority` as background work, the last
+    /// window first. A full queue refuses the whole upload at once.
+    pub fn process_blocking(
+        &self,
+        files: &[&[u8]],
+        opts: ProcessOptions,
+    ) -> Result<Processed, EngineError> {
+        if self.inner.jobs.is_closed() {
+            return Err(EngineError::ShuttingDown);
         }
-        for index in (-(n as i64 - 1)..=0).rev() {
-            let key = WindowKey {
-                handle: handle.clone(),
-                kind,
-                target: Target::Index(index),
-            };
-            if self.inner.forecasts.contains(&key) {
-                continue;
-            }
-            // Background work: queued even if nobody waits. A full queue
-            // refuses the rest; interactive requests still get through.
-            if let Err(e) = self.inner.jobs.submit(key, priority, true) {
-                return Err(e.into());
-            }
+        let parsed = self.convert_blocking(files)?;
+        let handle = parsed.handle.clone();
+        let mut upload = match self.inner.existing(&handle, opts.kind)? {
+            Some(u) => u,
+            None => self.inner.insert_upload(Upload::build(
+                handle.clone(),
+                Arc::from(parsed.csv.as_str()),
+                &parsed.table,
+                opts.kind,
+                self.inner.window_config(opts.kind),
+                self.inner.next_version(),
+            )?),
+        };
+        if opts.force {
+            upload = self.inner.new_version(&upload);
+        }
+        if opts.queue_windows {
+            self.inner.queue_windows(&upload, opts.priority)?;
         }
         Ok(Processed {
             handle,
-            total_samples: n,
+            total_samples: upload.windows(),
             warnings: upload.prepared.warnings.clone(),
         })
     }
@@ -247,49 +248,148 @@ impl Engine {
     pub async fn process(
         &self,
         files: Vec<Vec<u8>>,
-        kind: WindowKind,
-        priority: u8,
+        opts: ProcessOptions,
     ) -> Result<Processed, EngineError> {
         let engine = self.clone();
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             let refs: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();
-            engine.process_blocking(&refs, kind, priority)
+            engine.process_blocking(&refs, opts)
         })
         .await
-        .map_err(|e| EngineError::Internal(format!("parsing task failed: {e}")))?
     }
 
-    /// The upload kept under `handle` for `kind`.
-    pub fn upload(&self, handle: &str, kind: WindowKind) -> Result<Arc<Upload>, EngineError> {
-        self.inner
-            .uploads
-            .get(&(handle.to_string(), kind))
-            .map(|u| u.clone())
-            .ok_or(EngineError::NotFound)
+    /// The upload kept under `handle` for `kind`: from memory, built from
+    /// the other kind's CSV, or loaded from disk.
+    pub async fn upload(&self, handle: &str, kind: WindowKind) -> Result<Arc<Upload>, EngineError> {
+        if let Some(u) = self.inner.uploads.get(&(handle.to_string(), kind)) {
+            return Ok(u);
+        }
+        let inner = self.inner.clone();
+        let handle = handle.to_string();
+        blocking(move || inner.resolve(&handle, kind)).await
     }
 
     /// One window's forecast: from the cache, or computed at interactive
     /// priority (joining a queued or running job for the same window).
+    /// `force` recomputes it and drops its plots.
+    pub async fn forecast(
+        &self,
+        key: WindowKey,
+        force: bool,
+    ) -> Result<Arc<WindowForecast>, EngineError> {
+        let upload = self.upload(&key.handle, key.kind).await?;
+        if let Target::Index(index) = key.target {
+            upload.check_index(index)?;
+        }
+        if force {
+            self.inner.forget_window(&key);
+        }
+        self.window_of(&upload, key).await
+    }
+
+    /// [`Engine::forecast`] without forcing.
     pub async fn window_forecast(
         &self,
         key: WindowKey,
     ) -> Result<Arc<WindowForecast>, EngineError> {
-        let upload = self.upload(&key.handle, key.kind)?;
-        let n = upload.prepared.dataset.len();
-        if let Target::Index(index) = key.target
-            && (index > 0 || index < -(n as i64 - 1))
-        {
-            return Err(EngineError::BadIndex {
-                index,
-                last: n.saturating_sub(1),
-            });
-        }
-        if let Some(f) = self.inner.forecasts.get(&key) {
+        self.forecast(key, false).await
+    }
+
+    async fn window_of(
+        &self,
+        upload: &Arc<Upload>,
+        key: WindowKey,
+    ) -> Result<Arc<WindowForecast>, EngineError> {
+        if let Some(f) = self.inner.cached_forecast(upload, &key) {
             return Ok(f);
         }
-        let rx = self.inner.jobs.submit(key, PRIORITY_INTERACTIVE, false)?;
+        let job = JobKey::new(key, upload.clone());
+        let rx = self.inner.jobs.submit(job, PRIORITY_INTERACTIVE, false)?;
         rx.await
             .map_err(|_| EngineError::Internal("the model worker dropped a job".into()))?
+    }
+
+    /// A window's plot in `format`: memoised bytes, or the forecast (cached
+    /// or computed at interactive priority) rendered on the blocking pool.
+    /// `force` recomputes the forecast and re-renders.
+    pub async fn plot(
+        &self,
+        key: WindowKey,
+        format: PlotFormat,
+        force: bool,
+    ) -> Result<Arc<PlotBytes>, EngineError> {
+        let upload = self.upload(&key.handle, key.kind).await?;
+        if let Target::Index(index) = key.target {
+            upload.check_index(index)?;
+        }
+        if force {
+            self.inner.forget_window(&key);
+        } else if let Some(p) = self.inner.plots.get(&PlotKey {
+            window: key.clone(),
+            format,
+            version: upload.version,
+        }) {
+            return Ok(p);
+        }
+        let f = self.window_of(&upload, key.clone()).await?;
+        let target = key.target;
+        let up = upload.clone();
+        let fc = f.clone();
+        let bytes =
+            Arc::new(blocking(move || super::plots::render(&up, target, &fc, format)).await?);
+        if self.inner.is_current(&upload) {
+            let pk = PlotKey {
+                window: key,
+                format,
+                version: f.version,
+            };
+            self.inner.plots.insert(pk, bytes.clone());
+        }
+        Ok(bytes)
+    }
+
+    /// `/quick_plot`: prepares the last 540 minutes, answers with the plot
+    /// of its last window, and prefetches the full window's forecasts at
+    /// priority 3. The outer error is a bad upload; the inner one a failure
+    /// after the upload was accepted (its warnings are still reported).
+    pub async fn quick_plot(
+        &self,
+        files: Vec<Vec<u8>>,
+        format: PlotFormat,
+        force: bool,
+    ) -> Result<(Processed, Result<Arc<PlotBytes>, EngineError>), EngineError> {
+        let opts = ProcessOptions {
+            kind: WindowKind::Quick,
+            priority: PRIORITY_INTERACTIVE,
+            force,
+            queue_windows: false,
+        };
+        let processed = self.process(files, opts).await?;
+        let handle = processed.handle.clone();
+        self.prefetch(&handle);
+        let key = WindowKey {
+            handle,
+            kind: WindowKind::Quick,
+            target: Target::Index(0),
+        };
+        let plot = self.plot(key, format, false).await;
+        Ok((processed, plot))
+    }
+
+    /// Queues the full window's forecasts of `handle` as prefetch work on
+    /// the blocking pool; failures (a full queue, too little data for the
+    /// full window) are logged, never reported.
+    pub fn prefetch(&self, handle: &str) {
+        let inner = self.inner.clone();
+        let handle = handle.to_string();
+        tokio::task::spawn_blocking(move || {
+            let queued = inner
+                .resolve(&handle, WindowKind::Full)
+                .and_then(|u| inner.queue_windows(&u, PRIORITY_PREFETCH));
+            if let Err(e) = queued {
+                tracing::debug!(handle = %handle, error = %e, "prefetch not queued");
+            }
+        });
     }
 
     /// The health snapshot (engine side of `/health`).
@@ -309,97 +409,27 @@ impl Engine {
         self.inner.jobs.queued()
     }
 
-    /// Stops the model thread after its current batch; queued jobs fail.
+    /// Stops the model thread after its current batch (queued jobs fail with
+    /// `ShuttingDown`), writes every upload's forecasts to disk, and waits
+    /// for the writes.
     pub fn shutdown(&self) {
         self.inner.jobs.close(EngineError::ShuttingDown);
         let handle = self.inner.worker.lock().ok().and_then(|mut w| w.take());
         if let Some(h) = handle {
             let _ = h.join();
         }
+        self.inner.persist_all();
+        if let Some(d) = &self.inner.disk {
+            d.writer.close();
+        }
     }
 }
 
-/// The model thread: takes batches of window jobs, runs them in one
-/// forward pass, caches and delivers each result.
-fn model_worker(inner: &Inner) {
-    let cfg = &inner.cfg;
-    let opts = PredictOptions {
-        mode: if cfg.samples == 0 {
-            Mode::Deterministic
-        } else {
-            Mode::MonteCarlo {
-                samples: cfg.samples,
-                batch_norm: crate::model::BatchNormMode::Running,
-            }
-        },
-        batch_windows: cfg.batch_size.max(1),
-        max_rows: 64,
-    };
-    loop {
-        let batch = inner.jobs.next_batch(cfg.batch_size.max(1));
-        if batch.is_empty() {
-            return;
-        }
-        let priority = batch[0].priority;
-        let span = tracing::info_span!("inference", windows = batch.len(), priority);
-        let _enter = span.enter();
-        let mut windows = Vec::with_capacity(batch.len());
-        let mut keys = Vec::with_capacity(batch.len());
-        for t in batch {
-            let built = inner
-                .uploads
-                .get(&(t.key.handle.clone(), t.key.kind))
-                .ok_or(EngineError::NotFound)
-                .and_then(|u| {
-                    let w = match t.key.target {
-                        Target::Index(i) => u.prepared.dataset.window(i)?,
-                        Target::Forward => u.prepared.dataset.forward()?,
-                    };
-                    let last = w.input_times.last().copied().unwrap_or_default();
-                    Ok(model_window(&w, window_seed(&u.handle, last, cfg.seed)))
-                });
-            match built {
-                Ok(w) => {
-                    windows.push(w);
-                    keys.push(t.key);
-                }
-                Err(e) => {
-                    inner.stats.error();
-                    inner.jobs.complete(&t.key, Err(e));
-                }
-            }
-        }
-        if windows.is_empty() {
-            continue;
-        }
-        inner.stats.set_busy(true);
-        let started = std::time::Instant::now();
-        let result = inner.model.predict(&windows, &opts);
-        inner.stats.set_busy(false);
-        inner
-            .stats
-            .batch(priority, windows.len(), started.elapsed(), result.is_ok());
-        match result {
-            Ok(fc) => {
-                for (i, key) in keys.into_iter().enumerate() {
-                    let start = i * fc.steps * fc.samples;
-                    let wf = Arc::new(WindowForecast {
-                        steps: fc.steps,
-                        samples: fc.samples,
-                        values: fc.pred[start..start + fc.steps * fc.samples].to_vec(),
-                        logvar: fc.logvar[i * fc.samples..(i + 1) * fc.samples].to_vec(),
-                    });
-                    inner.forecasts.insert(key.clone(), wf.clone());
-                    inner.jobs.complete(&key, Ok(wf));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "inference failed");
-                let err = EngineError::Inference(e.to_string());
-                for key in keys {
-                    inner.jobs.complete(&key, Err(err.clone()));
-                }
-            }
-        }
-    }
+/// Runs CPU work on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::Internal(format!("worker task failed: {e}")))?
 }

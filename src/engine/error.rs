@@ -33,6 +33,13 @@ pub enum EngineError {
     /// The engine is stopping.
     #[error("the service is shutting down")]
     ShuttingDown,
+    /// A request that cannot be served as asked (a missing parameter, an
+    /// unknown action): the message says what to change.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A plot could not be drawn.
+    #[error("{0}")]
+    Plot(String),
     /// The model failed on a batch.
     #[error("inference failed: {0}")]
     Inference(String),

@@ -1,15 +1,24 @@
 //! The engine: what the front ends call. Owns the uploads, the per-window
-//! forecast jobs and their scheduling, the model thread, and turning
-//! prepared windows into model inputs and forecasts back into mg/dL.
+//! forecast jobs and their scheduling, the model thread, the forecast and
+//! plot caches in memory and on disk, and turning prepared windows into model
+//! inputs and forecasts back into mg/dL and plots.
 
 pub mod core;
 pub mod error;
 pub mod forecast;
+pub mod manage;
+pub mod persist;
+pub mod plots;
 pub mod scheduler;
 pub mod stats;
+pub mod store;
+pub mod upload;
+pub mod worker;
 
-pub use self::core::{
-    Engine, EngineConfig, Processed, Target, Upload, WindowForecast, WindowKey, WindowKind,
-};
+pub use self::core::{Engine, EngineConfig, ProcessOptions, Processed};
 pub use error::EngineError;
+pub use forecast::{Target, WindowForecast, WindowKey};
+pub use manage::CacheReport;
+pub use plots::PlotBytes;
 pub use stats::HealthSnapshot;
+pub use upload::{Upload, WindowKind};

@@ -199,6 +199,21 @@ impl<K: Eq + Hash + Clone, T: Clone, E: Clone> Scheduler<K, T, E> {
         }
     }
 
+    /// Room left in the queue for new jobs at `priority`.
+    pub fn room(&self, priority: u8) -> usize {
+        let limit = if priority == PRIORITY_INTERACTIVE {
+            self.capacity + self.reserved
+        } else {
+            self.capacity
+        };
+        limit.saturating_sub(self.lock().jobs.len())
+    }
+
+    /// True once [`Scheduler::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// Queued jobs (not running).
     pub fn queued(&self) -> usize {
         self.lock().jobs.len()

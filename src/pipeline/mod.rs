@@ -23,6 +23,11 @@ pub const MINIMUM_DURATION_MINUTES: i64 = 540;
 /// Default full window (gluRPC's `MAXIMUM_WANTED_DURATION`).
 pub const MAXIMUM_WANTED_DURATION: i64 = 1080;
 
+/// Version of the pipeline's output (windows, scaling, covariates). Cached
+/// forecasts are keyed by it: change it whenever a change here changes what
+/// the model is fed.
+pub const PIPELINE_VERSION: &str = "glurpc-pipeline-1 (cgm-format 0.13.0, gluRPC 0.6.3)";
+
 /// Why the pipeline could not produce a dataset.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum PipelineError {

@@ -1,0 +1,263 @@
+//! The on-disk form of an upload's forecasts: one record per (handle, window
+//! kind) holding the unified CSV and every window forecast computed so far,
+//! named by handle, kind and a fingerprint of the model, pipeline version,
+//! sample count and seed, so that a different model or pipeline never reads
+//! another's results. Records are written by a background thread; reading
+//! checks every field and reports a damaged or foreign record as such.
+//!
+//! Payload layout (little-endian): the CSV bytes, then for each of the N
+//! windows (first to last) and the forward window a presence byte followed,
+//! when present, by `steps * samples` values and `samples` log-variances
+//! (f32).
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::cache::{CacheError, DiskStore, Record};
+use crate::pipeline::PIPELINE_VERSION;
+
+use super::forecast::WindowForecast;
+use super::upload::{Upload, WindowKind};
+
+/// What a record must match to be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// SHA-256 of the model weights (or another stable model id).
+    pub model_id: String,
+    /// MC samples per window (0 = deterministic).
+    pub samples: usize,
+    /// The global dropout seed.
+    pub seed: u64,
+}
+
+impl Fingerprint {
+    /// 16 hex characters naming this model, pipeline version, samples and seed.
+    pub fn tag(&self) -> String {
+        let text = format!(
+            "{}|{}|{}|{}",
+            self.model_id, PIPELINE_VERSION, self.samples, self.seed
+        );
+        let d = Sha256::digest(text.as_bytes());
+        d[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The record name of an upload.
+pub fn record_name(handle: &str, kind: WindowKind, tag: &str) -> String {
+    format!("{handle}-{}-{tag}", kind.as_str())
+}
+
+/// The handle of a record name written with `tag`, if it is one.
+pub fn handle_of_name<'a>(name: &'a str, tag: &str) -> Option<&'a str> {
+    let rest = name.strip_suffix(tag)?.strip_suffix('-')?;
+    let (handle, kind) = rest.rsplit_once('-')?;
+    matches!(kind, "full" | "quick").then_some(handle)
+}
+
+/// A decoded record.
+#[derive(Debug)]
+pub struct Stored {
+    /// The unified CSV.
+    pub csv: Arc<str>,
+    /// The N window forecasts, first to last, where computed.
+    pub windows: Vec<Option<WindowForecast>>,
+    /// The forward forecast, where computed.
+    pub forward: Option<WindowForecast>,
+}
+
+/// Encodes an upload's forecasts as a record (header, payload).
+pub fn encode(
+    fp: &Fingerprint,
+    upload: &Upload,
+    windows: &[Option<Arc<WindowForecast>>],
+    forward: Option<&WindowForecast>,
+    steps: usize,
+) -> (serde_json::Value, Vec<u8>) {
+    let samples = fp.samples.max(1);
+    let header = json!({
+        "content": "glurpc-forecasts",
+        "handle": upload.handle,
+        "kind": upload.kind.as_str(),
+        "model_id": fp.model_id,
+        "pipeline": PIPELINE_VERSION,
+        "samples": fp.samples,
+        "seed": fp.seed,
+        "steps": steps,
+        "windows": windows.len(),
+        "csv_bytes": upload.csv.len(),
+    });
+    let per = (steps + 1) * samples * 4;
+    let mut payload = Vec::with_capacity(upload.csv.len() + (windows.len() + 1) * (per + 1));
+    payload.extend_from_slice(upload.csv.as_bytes());
+    let all = windows
+        .iter()
+        .map(|w| w.as_deref())
+        .chain(std::iter::once(forward));
+    for w in all {
+        match w {
+            Some(f) if f.steps == steps && f.samples == samples => {
+                payload.push(1);
+                for x in f.values.iter().chain(&f.logvar) {
+                    payload.extend_from_slice(&x.to_le_bytes());
+                }
+            }
+            _ => payload.push(0),
+        }
+    }
+    (header, payload)
+}
+
+/// Decodes a record written for `fp`, `handle` and `kind`; the error says
+/// why it cannot be used.
+pub fn decode(
+    record: &Record,
+    fp: &Fingerprint,
+    handle: &str,
+    kind: WindowKind,
+    version: u64,
+) -> Result<Stored, String> {
+    let h = &record.header;
+    let field = |k: &str| h.get(k).cloned().unwrap_or(serde_json::Value::Null);
+    let expect = [
+        ("content", json!("glurpc-forecasts")),
+        ("handle", json!(handle)),
+        ("kind", json!(kind.as_str())),
+        ("model_id", json!(fp.model_id)),
+        ("pipeline", json!(PIPELINE_VERSION)),
+        ("samples", json!(fp.samples)),
+        ("seed", json!(fp.seed)),
+    ];
+    for (k, want) in expect {
+        if field(k) != want {
+            return Err(format!("{k} is {}, expected {want}", field(k)));
+        }
+    }
+    let num = |k: &str| {
+        field(k)
+            .as_u64()
+            .map(|v| v as usize)
+            .ok_or(format!("{k} missing"))
+    };
+    let (steps, n, csv_len) = (num("steps")?, num("windows")?, num("csv_bytes")?);
+    let samples = fp.samples.max(1);
+    let p = &record.payload;
+    let csv = p
+        .get(..csv_len)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .ok_or("CSV missing or not UTF-8")?;
+    let mut at = csv_len;
+    let mut read_one = || -> Result<Option<WindowForecast>, String> {
+        let flag = *p.get(at).ok_or("payload truncated")?;
+        at += 1;
+        if flag == 0 {
+            return Ok(None);
+        }
+        let count = (steps + 1) * samples;
+        let bytes = p.get(at..at + count * 4).ok_or("payload truncated")?;
+        at += count * 4;
+        let mut vals: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let logvar = vals.split_off(steps * samples);
+        Ok(Some(WindowForecast {
+            version,
+            steps,
+            samples,
+            values: vals,
+            logvar,
+        }))
+    };
+    let windows = (0..n).map(|_| read_one()).collect::<Result<Vec<_>, _>>()?;
+    let forward = read_one()?;
+    if at != p.len() {
+        return Err("trailing bytes".into());
+    }
+    Ok(Stored {
+        csv: Arc::from(csv),
+        windows,
+        forward,
+    })
+}
+
+/// A record to write.
+pub struct WriteJob {
+    /// File stem.
+    pub name: String,
+    /// Header.
+    pub header: serde_json::Value,
+    /// Payload.
+    pub payload: Vec<u8>,
+}
+
+/// The background writer: a thread draining a channel of records.
+pub struct Writer {
+    tx: std::sync::Mutex<Option<mpsc::Sender<WriteJob>>>,
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    /// Starts the writer thread over `store`.
+    pub fn start(store: DiskStore) -> Result<Writer, CacheError> {
+        let (tx, rx) = mpsc::channel::<WriteJob>();
+        let thread = std::thread::Builder::new()
+            .name("glurpc-persist".into())
+            .spawn(move || {
+                for job in rx {
+                    if let Err(e) = store.write(&job.name, &job.header, &job.payload) {
+                        tracing::warn!(error = %e, record = %job.name, "could not persist a cache record");
+                    }
+                }
+            })
+            .map_err(|e| CacheError::Io(format!("could not start the cache writer: {e}")))?;
+        Ok(Writer {
+            tx: std::sync::Mutex::new(Some(tx)),
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues a record; false once the writer is closed.
+    pub fn send(&self, job: WriteJob) -> bool {
+        let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().is_some_and(|tx| tx.send(job).is_ok())
+    }
+
+    /// Writes what is queued, then stops the thread.
+    pub fn close(&self) {
+        drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_tags_change_with_the_model() {
+        let fp = Fingerprint {
+            model_id: "abc".into(),
+            samples: 10,
+            seed: 0,
+        };
+        let tag = fp.tag();
+        assert_eq!(tag.len(), 16);
+        let name = record_name("h1", WindowKind::Quick, &tag);
+        assert_eq!(handle_of_name(&name, &tag), Some("h1"));
+        let other = Fingerprint {
+            model_id: "abd".into(),
+            ..fp.clone()
+        };
+        assert_ne!(other.tag(), tag);
+        assert_eq!(handle_of_name(&name, &other.tag()), None);
+        let seeded = Fingerprint { seed: 1, ..fp };
+        assert_ne!(seeded.tag(), tag);
+    }
+}

@@ -1,0 +1,292 @@
+//! The engine's cache logic over its three memory caches (uploads, window
+//! forecasts, rendered plots) and the disk store: finding an upload in
+//! memory, rebuilding it from the other window kind, loading it with its
+//! forecasts from disk, versions and invalidation, queueing an upload's
+//! windows, and writing finished uploads back to disk.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::cache::CacheError;
+use crate::pipeline::WindowConfig;
+
+use super::core::Inner;
+use super::error::EngineError;
+use super::forecast::{Target, WindowForecast, WindowKey};
+use super::persist::{self, WriteJob};
+use super::upload::{Upload, WindowKind};
+
+/// A queued forecast job: the window, and the upload version it is for
+/// (the job holds the upload, so it runs even if the cache drops it).
+#[derive(Debug, Clone)]
+pub struct JobKey {
+    /// The window.
+    pub window: WindowKey,
+    /// The upload it is computed from.
+    pub upload: Arc<Upload>,
+}
+
+impl JobKey {
+    /// The job of `window` in `upload`.
+    pub fn new(window: WindowKey, upload: Arc<Upload>) -> JobKey {
+        JobKey { window, upload }
+    }
+}
+
+impl PartialEq for JobKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.window == other.window && self.upload.version == other.upload.version
+    }
+}
+
+impl Eq for JobKey {}
+
+impl Hash for JobKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.window.hash(state);
+        self.upload.version.hash(state);
+    }
+}
+
+impl Inner {
+    pub(crate) fn window_config(&self, kind: WindowKind) -> WindowConfig {
+        match kind {
+            WindowKind::Full => self.cfg.full,
+            WindowKind::Quick => self.cfg.quick,
+        }
+    }
+
+    pub(crate) fn next_version(&self) -> u64 {
+        self.versions.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// True when `upload` is the version held in memory.
+    pub(crate) fn is_current(&self, upload: &Upload) -> bool {
+        self.uploads
+            .get(&(upload.handle.clone(), upload.kind))
+            .is_some_and(|u| u.version == upload.version)
+    }
+
+    /// Keeps `upload` unless another thread just kept one for the same
+    /// handle and kind (then that one is used).
+    pub(crate) fn insert_upload(&self, upload: Upload) -> Arc<Upload> {
+        let key = (upload.handle.clone(), upload.kind);
+        if let Some(u) = self.uploads.get(&key) {
+            return u;
+        }
+        let up = Arc::new(upload);
+        self.uploads.insert(key, up.clone());
+        up
+    }
+
+    /// The upload in memory or on disk (not built from the other kind).
+    pub(crate) fn existing(
+        &self,
+        handle: &str,
+        kind: WindowKind,
+    ) -> Result<Option<Arc<Upload>>, EngineError> {
+        if let Some(u) = self.uploads.get(&(handle.to_string(), kind)) {
+            return Ok(Some(u));
+        }
+        Ok(self.load_from_disk(handle, kind))
+    }
+
+    /// The upload for `handle` and `kind`: memory, disk, or rebuilt from
+    /// the other kind's CSV (memory or disk); `NotFound` otherwise.
+    pub(crate) fn resolve(
+        &self,
+        handle: &str,
+        kind: WindowKind,
+    ) -> Result<Arc<Upload>, EngineError> {
+        if let Some(u) = self.existing(handle, kind)? {
+            return Ok(u);
+        }
+        for other in WindowKind::ALL.into_iter().filter(|k| *k != kind) {
+            if let Some(o) = self.existing(handle, other)? {
+                let up = Upload::from_csv(
+                    o.csv.clone(),
+                    kind,
+                    self.window_config(kind),
+                    self.next_version(),
+                )?;
+                return Ok(self.insert_upload(up));
+            }
+        }
+        Err(EngineError::NotFound)
+    }
+
+    /// A new version of `upload`: its forecasts and plots are dropped and
+    /// will be recomputed.
+    pub(crate) fn new_version(&self, upload: &Upload) -> Arc<Upload> {
+        let up = Arc::new(upload.with_version(self.next_version()));
+        let (h, k) = (upload.handle.clone(), upload.kind);
+        self.uploads.insert((h.clone(), k), up.clone());
+        self.forecasts
+            .remove_where(|w| w.handle == h && w.kind == k);
+        self.plots
+            .remove_where(|p| p.window.handle == h && p.window.kind == k);
+        up
+    }
+
+    /// The cached forecast of `key` for this upload version.
+    pub(crate) fn cached_forecast(
+        &self,
+        upload: &Upload,
+        key: &WindowKey,
+    ) -> Option<Arc<WindowForecast>> {
+        self.forecasts
+            .get(key)
+            .filter(|f| f.version == upload.version)
+    }
+
+    /// Drops one window's forecast and plots.
+    pub(crate) fn forget_window(&self, key: &WindowKey) {
+        self.forecasts.remove(key);
+        self.plots.remove_where(|p| p.window == *key);
+    }
+
+    /// Queues every window of `upload` not cached, last first, as background
+    /// work; refuses all of them when the queue has no room for them.
+    pub(crate) fn queue_windows(
+        &self,
+        upload: &Arc<Upload>,
+        priority: u8,
+    ) -> Result<usize, EngineError> {
+        let n = upload.windows() as i64;
+        let missing: Vec<WindowKey> = (-(n - 1)..=0)
+            .rev()
+            .map(|index| WindowKey {
+                handle: upload.handle.clone(),
+                kind: upload.kind,
+                target: Target::Index(index),
+            })
+            .filter(|k| self.cached_forecast(upload, k).is_none())
+            .collect();
+        if self.jobs.room(priority) < missing.len() {
+            return Err(EngineError::Overloaded { retry_after_s: 30 });
+        }
+        let count = missing.len();
+        for key in missing {
+            self.jobs
+                .submit(JobKey::new(key, upload.clone()), priority, true)?;
+        }
+        Ok(count)
+    }
+
+    /// Loads `handle`'s record for `kind` with its forecasts into memory.
+    /// A damaged or foreign record is removed with a warning.
+    pub(crate) fn load_from_disk(&self, handle: &str, kind: WindowKind) -> Option<Arc<Upload>> {
+        let disk = self.disk.as_ref()?;
+        let name = persist::record_name(handle, kind, &disk.tag);
+        let record = match disk.store.read(&name) {
+            Ok(Some(r)) => r,
+            Ok(None) | Err(CacheError::BadKey(_)) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping a cache record");
+                let _ = disk.store.remove(&name);
+                return None;
+            }
+        };
+        let version = self.next_version();
+        let loaded = persist::decode(&record, &disk.fp, handle, kind, version).and_then(|s| {
+            let up = Upload::from_csv(s.csv.clone(), kind, self.window_config(kind), version)
+                .map_err(|e| format!("its CSV no longer prepares: {e}"))?;
+            if up.handle != handle || up.windows() != s.windows.len() {
+                return Err("its data does not match its handle or window count".to_string());
+            }
+            Ok((up, s))
+        });
+        let (up, stored) = match loaded {
+            Ok(x) => x,
+            Err(reason) => {
+                tracing::warn!(record = %name, %reason, "skipping a cache record");
+                let _ = disk.store.remove(&name);
+                return None;
+            }
+        };
+        let n = stored.windows.len() as i64;
+        let present = stored.windows.iter().flatten().count();
+        let up = self.insert_upload(up);
+        if up.version != version {
+            return Some(up);
+        }
+        up.set_persisted(present);
+        let targets = (-(n - 1)..=0)
+            .map(Target::Index)
+            .chain(std::iter::once(Target::Forward));
+        let all = stored
+            .windows
+            .into_iter()
+            .chain(std::iter::once(stored.forward));
+        for (target, f) in targets.zip(all) {
+            if let Some(f) = f {
+                let key = WindowKey {
+                    handle: handle.to_string(),
+                    kind,
+                    target,
+                };
+                self.forecasts.insert(key, Arc::new(f));
+            }
+        }
+        tracing::debug!(record = %name, windows = present, "loaded from disk");
+        Some(up)
+    }
+
+    /// The cached forecasts of `upload` (first to last window) and its
+    /// forward forecast.
+    fn gather(
+        &self,
+        upload: &Upload,
+    ) -> (
+        Vec<Option<Arc<WindowForecast>>>,
+        Option<Arc<WindowForecast>>,
+    ) {
+        let key = |target| WindowKey {
+            handle: upload.handle.clone(),
+            kind: upload.kind,
+            target,
+        };
+        let n = upload.windows() as i64;
+        let windows = (-(n - 1)..=0)
+            .map(|i| self.cached_forecast(upload, &key(Target::Index(i))))
+            .collect();
+        (windows, self.cached_forecast(upload, &key(Target::Forward)))
+    }
+
+    /// Writes `upload`'s record when it holds more windows than the last
+    /// record did (with `only_complete`, only once every window is there).
+    pub(crate) fn persist(&self, upload: &Upload, only_complete: bool) {
+        let Some(disk) = &self.disk else {
+            return;
+        };
+        let (windows, forward) = self.gather(upload);
+        let present = windows.iter().flatten().count();
+        if present == 0
+            || present <= upload.persisted_windows()
+            || (only_complete && present < windows.len())
+        {
+            return;
+        }
+        let steps = self.model.config().len_pred;
+        let (header, payload) =
+            persist::encode(&disk.fp, upload, &windows, forward.as_deref(), steps);
+        let name = persist::record_name(&upload.handle, upload.kind, &disk.tag);
+        if disk.writer.send(WriteJob {
+            name,
+            header,
+            payload,
+        }) {
+            upload.set_persisted(present);
+        }
+    }
+
+    /// Writes every upload in memory that has unsaved windows.
+    pub(crate) fn persist_all(&self) {
+        for key in self.uploads.keys_where(|_| true) {
+            if let Some(u) = self.uploads.get(&key) {
+                self.persist(&u, false);
+            }
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The model thread: takes batches of window jobs (most urgent priority
+//! first), runs them in one forward pass, caches each result for its upload
+//! version, delivers it to every waiter, and hands finished uploads to the
+//! disk writer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::model::{BatchNormMode, Mode, PredictOptions};
+
+use super::core::Inner;
+use super::error::EngineError;
+use super::forecast::{Target, WindowForecast, model_window, window_seed};
+use super::upload::Upload;
+
+/// The predict options of the engine's settings.
+pub fn predict_options(samples: usize, batch_size: usize) -> PredictOptions {
+    PredictOptions {
+        mode: if samples == 0 {
+            Mode::Deterministic
+        } else {
+            Mode::MonteCarlo {
+                samples,
+                batch_norm: BatchNormMode::Running,
+            }
+        },
+        batch_windows: batch_size.max(1),
+        max_rows: 64,
+    }
+}
+
+/// Runs until the scheduler closes.
+pub(crate) fn model_worker(inner: &Inner) {
+    let cfg = &inner.cfg;
+    let opts = predict_options(cfg.samples, cfg.batch_size);
+    loop {
+        let batch = inner.jobs.next_batch(cfg.batch_size.max(1));
+        if batch.is_empty() {
+            return;
+        }
+        let priority = batch[0].priority;
+        let span = tracing::info_span!("inference", windows = batch.len(), priority);
+        let _enter = span.enter();
+        let mut windows = Vec::with_capacity(batch.len());
+        let mut jobs = Vec::with_capacity(batch.len());
+        for t in batch {
+            let u = &t.key.upload;
+            let built = match t.key.window.target {
+                Target::Index(i) => u.prepared.dataset.window(i),
+                Target::Forward => u.prepared.dataset.forward(),
+            };
+            match built {
+                Ok(w) => {
+                    let last = w.input_times.last().copied().unwrap_or_default();
+                    windows.push(model_window(&w, window_seed(&u.handle, last, cfg.seed)));
+                    jobs.push(t.key);
+                }
+                Err(e) => {
+                    inner.stats.error();
+                    inner.jobs.complete(&t.key, Err(e.into()));
+                }
+            }
+        }
+        if windows.is_empty() {
+            continue;
+        }
+        inner.stats.set_busy(true);
+        let started = std::time::Instant::now();
+        let result = inner.model.predict(&windows, &opts);
+        inner.stats.set_busy(false);
+        inner
+            .stats
+            .batch(priority, windows.len(), started.elapsed(), result.is_ok());
+        match result {
+            Ok(fc) => {
+                let mut touched: HashMap<(String, u64), Arc<Upload>> = HashMap::new();
+                for (i, job) in jobs.into_iter().enumerate() {
+                    let per = fc.steps * fc.samples;
+                    let wf = Arc::new(WindowForecast {
+                        version: job.upload.version,
+                        steps: fc.steps,
+                        samples: fc.samples,
+                        values: fc.pred[i * per..(i + 1) * per].to_vec(),
+                        logvar: fc.logvar[i * fc.samples..(i + 1) * fc.samples].to_vec(),
+                    });
+                    // Only the version in memory is cached: a result for a
+                    // replaced, flushed or deleted upload goes to its waiters only.
+                    if inner.is_current(&job.upload) {
+                        inner.forecasts.insert(job.window.clone(), wf.clone());
+                        touched
+                            .entry((job.upload.handle.clone(), job.upload.version))
+                            .or_insert_with(|| job.upload.clone());
+                    }
+                    inner.jobs.complete(&job, Ok(wf));
+                }
+                for upload in touched.values() {
+                    inner.persist(upload, true);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "inference failed");
+                let err = EngineError::Inference(e.to_string());
+                for job in jobs {
+                    inner.jobs.complete(&job, Err(err.clone()));
+                }
+            }
+        }
+    }
+}
