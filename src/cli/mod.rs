@@ -1,9 +1,12 @@
 //! The command line: `glurpc convert` and `glurpc inspect` (ingestion),
-//! `glurpc model` (weights). Every option is also an environment variable.
+//! `glurpc model` (weights), `glurpc predict` (one forecast without a
+//! server). Every option is also an environment variable.
 
 mod model_cmd;
+mod predict;
 
 pub use model_cmd::ModelCommand;
+pub use predict::{ModelArgs, PredictArgs};
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -34,6 +37,8 @@ pub enum Command {
     /// Model weights: convert a .pth, describe a model.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Forecast one window of a CGM export and write its plot (no server).
+    Predict(Box<PredictArgs>),
 }
 
 /// Options shared by commands that read uploads.
@@ -71,7 +76,8 @@ pub struct InspectArgs {
 }
 
 impl InputArgs {
-    fn parse(&self) -> Result<Parsed> {
+    /// Reads the input files (or standard input).
+    pub fn read(&self) -> Result<Vec<Vec<u8>>> {
         let mut blobs = Vec::with_capacity(self.files.len());
         for path in &self.files {
             let mut bytes = Vec::new();
@@ -85,6 +91,11 @@ impl InputArgs {
             }
             blobs.push(bytes);
         }
+        Ok(blobs)
+    }
+
+    fn parse(&self) -> Result<Parsed> {
+        let blobs = self.read()?;
         let refs: Vec<&[u8]> = blobs.iter().map(Vec::as_slice).collect();
         let opts = ParseOptions {
             max_bytes: self.max_upload_bytes,
@@ -205,6 +216,7 @@ impl Inspection {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Model(cmd) => model_cmd::run(cmd)?,
+        Command::Predict(args) => predict::run(*args)?,
         Command::Convert(args) => {
             let parsed = args.input.parse()?;
             match &args.output {

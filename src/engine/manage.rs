@@ -25,7 +25,37 @@ pub struct CacheReport {
     pub items_affected: Option<usize>,
 }
 
+/// Entries and bytes of the memory caches (for metrics and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Uploads (one per handle and window kind).
+    pub uploads: usize,
+    /// Their bytes.
+    pub upload_bytes: usize,
+    /// Window forecasts.
+    pub forecasts: usize,
+    /// Their bytes.
+    pub forecast_bytes: usize,
+    /// Rendered plots.
+    pub plots: usize,
+    /// Their bytes.
+    pub plot_bytes: usize,
+}
+
 impl Engine {
+    /// Sizes of the memory caches.
+    pub fn cache_stats(&self) -> CacheStats {
+        let i = &self.inner;
+        CacheStats {
+            uploads: i.uploads.len(),
+            upload_bytes: i.uploads.bytes(),
+            forecasts: i.forecasts.len(),
+            forecast_bytes: i.forecasts.bytes(),
+            plots: i.plots.len(),
+            plot_bytes: i.plots.bytes(),
+        }
+    }
+
     /// Runs a cache action (`flush`, `info`, `delete`, `save`, `load`).
     pub async fn cache_management(
         &self,

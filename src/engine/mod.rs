@@ -18,7 +18,7 @@ pub mod worker;
 pub use self::core::{Engine, EngineConfig, ProcessOptions, Processed};
 pub use error::EngineError;
 pub use forecast::{Target, WindowForecast, WindowKey};
-pub use manage::CacheReport;
+pub use manage::{CacheReport, CacheStats};
 pub use plots::PlotBytes;
 pub use stats::HealthSnapshot;
 pub use upload::{Upload, WindowKind};

@@ -260,4 +260,59 @@ mod tests {
         let seeded = Fingerprint { seed: 1, ..fp };
         assert_ne!(seeded.tag(), tag);
     }
+
+    #[test]
+    fn records_round_trip_and_refuse_another_model_or_pipeline() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/real/dexcom_us_14d.csv"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let parsed = crate::formats::parse_text(&text).unwrap();
+        let csv: Arc<str> = Arc::from(parsed.csv.as_str());
+        let up = Upload::from_csv(
+            csv,
+            WindowKind::Quick,
+            crate::pipeline::WindowConfig::QUICK,
+            7,
+        )
+        .unwrap();
+        let fp = Fingerprint {
+            model_id: "m".into(),
+            samples: 2,
+            seed: 3,
+        };
+        let f = |x: f32| WindowForecast {
+            version: 7,
+            steps: 12,
+            samples: 2,
+            values: (0..24).map(|i| x + i as f32).collect(),
+            logvar: vec![x, -x],
+        };
+        let windows = vec![None, Some(Arc::new(f(1.5)))];
+        let (header, payload) = encode(&fp, &up, &windows, Some(&f(-2.0)), 12);
+        let record = Record { header, payload };
+        let s = decode(&record, &fp, &up.handle, WindowKind::Quick, 9).unwrap();
+        assert_eq!(&*s.csv, &*up.csv);
+        assert!(s.windows[0].is_none());
+        assert_eq!(s.windows[1].as_ref().unwrap().values, f(1.5).values);
+        assert_eq!(s.windows[1].as_ref().unwrap().version, 9);
+        assert_eq!(s.forward.unwrap().logvar, vec![-2.0, 2.0]);
+
+        let other = Fingerprint {
+            model_id: "n".into(),
+            ..fp.clone()
+        };
+        let e = decode(&record, &other, &up.handle, WindowKind::Quick, 9).unwrap_err();
+        assert!(e.contains("model_id"), "{e}");
+        let mut old = record.clone();
+        old.header["pipeline"] = serde_json::json!("glurpc-pipeline-0");
+        let e = decode(&old, &fp, &up.handle, WindowKind::Quick, 9).unwrap_err();
+        assert!(e.contains("pipeline"), "{e}");
+        let e = decode(&record, &fp, &up.handle, WindowKind::Full, 9).unwrap_err();
+        assert!(e.contains("kind"), "{e}");
+        let mut short = record.clone();
+        short.payload.pop();
+        assert!(decode(&short, &fp, &up.handle, WindowKind::Quick, 9).is_err());
+    }
 }

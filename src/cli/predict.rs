@@ -1,0 +1,184 @@
+//! `glurpc predict`: one upload, one window, one plot, in one process with
+//! no server: the engine started on the chosen model, the window computed
+//! at interactive priority, the plot written to a file or standard output.
+//! Also the model and engine options shared with `glurpc serve`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+
+use crate::engine::{Engine, EngineConfig, ProcessOptions, Target, WindowKey, WindowKind};
+use crate::model::{self, source};
+use crate::plot::PlotFormat;
+
+use super::InputArgs;
+
+/// Where the model comes from and how it runs.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// A local directory or weights file, or a Hub id `owner/name[@revision][:file]`
+    /// (e.g. `Livia-Zaharia/gluformer_models` for the published large model).
+    #[arg(long, env = "GLURPC_MODEL")]
+    pub model: Option<String>,
+    /// `cpu` or `cuda:N` (needs a build with `--features cuda`).
+    #[arg(long, env = "GLURPC_DEVICE", default_value = "cpu")]
+    pub device: String,
+    /// MC-dropout samples per window.
+    #[arg(long, env = "NUM_SAMPLES", default_value_t = 10)]
+    pub samples: usize,
+    /// Dropout off: one deterministic pass per window (overrides --samples).
+    #[arg(long, env = "GLURPC_DETERMINISTIC")]
+    pub deterministic: bool,
+    /// Global seed mixed into every window's dropout streams.
+    #[arg(long, env = "GLURPC_SEED", default_value_t = 0)]
+    pub seed: u64,
+    /// Windows per forward pass.
+    #[arg(long, env = "BATCH_SIZE", default_value_t = 32)]
+    pub batch_size: usize,
+}
+
+impl ModelArgs {
+    /// Resolves and loads the model, and the engine settings it implies
+    /// (samples, seed, batch size, model id for the disk cache).
+    pub async fn load(&self) -> Result<(model::Gluformer, EngineConfig)> {
+        let Some(id) = self.model.as_deref() else {
+            bail!(
+                "no model given and no default model is shipped yet: pass --model DIR \
+                 (a folder with model.safetensors and config.json) or a Hub id such as {}",
+                source::REFERENCE_REPO
+            );
+        };
+        let files = source::resolve(id).await?;
+        let device = model::parse_device(&self.device)?;
+        let weights = files.weights.clone();
+        let (m, model_id) = tokio::task::spawn_blocking(move || -> Result<_> {
+            Ok((model::load(&files, &device)?, model::sha256_file(&weights)?))
+        })
+        .await
+        .context("loading the model")??;
+        let cfg = EngineConfig {
+            samples: if self.deterministic { 0 } else { self.samples },
+            seed: self.seed,
+            batch_size: self.batch_size,
+            model_id,
+            ..EngineConfig::default()
+        };
+        Ok((m, cfg))
+    }
+}
+
+/// Which window dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WindowArg {
+    /// 540-1080 minutes, as `/process_unified` builds it.
+    Full,
+    /// The last 540 minutes, as `/quick_plot` builds it.
+    Quick,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// Compact JSON: times, median, quantiles, samples, history.
+    Json,
+    /// The reference's Plotly figure JSON.
+    Plotly,
+    /// A 1000x600 PNG.
+    Png,
+    /// A 1000x600 SVG.
+    Svg,
+}
+
+/// `glurpc predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Input selection.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Model and sampling.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The window: 0 is the last measured hour, -(N-1) the first.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub index: i64,
+    /// Forecast the next 60 minutes after the last reading instead of a
+    /// measured window.
+    #[arg(long, conflicts_with = "index")]
+    pub forecast: bool,
+    /// Which dataset the window comes from.
+    #[arg(long, value_enum, default_value_t = WindowArg::Full)]
+    pub window: WindowArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Json)]
+    pub format: FormatArg,
+    /// Output file (default: standard output).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+/// Runs `glurpc predict`.
+pub fn run(args: PredictArgs) -> Result<()> {
+    let blobs = args.input.read()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let bytes = rt.block_on(async {
+        let (m, mut cfg) = args.model.load().await?;
+        cfg.max_upload_bytes = args.input.max_upload_bytes;
+        let engine = Engine::start(m, cfg)?;
+        let result = predict(&engine, blobs, &args).await;
+        let e = engine.clone();
+        tokio::task::spawn_blocking(move || e.shutdown()).await?;
+        result
+    })?;
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, &bytes).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => std::io::stdout().lock().write_all(&bytes)?,
+    }
+    Ok(())
+}
+
+async fn predict(engine: &Engine, blobs: Vec<Vec<u8>>, args: &PredictArgs) -> Result<Vec<u8>> {
+    let kind = match args.window {
+        WindowArg::Full => WindowKind::Full,
+        WindowArg::Quick => WindowKind::Quick,
+    };
+    let processed = engine
+        .process(
+            blobs,
+            ProcessOptions {
+                kind,
+                priority: crate::engine::scheduler::PRIORITY_INTERACTIVE,
+                force: false,
+                queue_windows: false,
+            },
+        )
+        .await?;
+    let target = if args.forecast {
+        Target::Forward
+    } else {
+        Target::Index(args.index)
+    };
+    let format = match args.format {
+        FormatArg::Json => PlotFormat::Json,
+        FormatArg::Plotly => PlotFormat::Plotly,
+        FormatArg::Png => PlotFormat::Png,
+        FormatArg::Svg => PlotFormat::Svg,
+    };
+    let key = WindowKey {
+        handle: processed.handle,
+        kind,
+        target,
+    };
+    let plot = engine.plot(key, format, false).await?;
+    let mut bytes = plot.bytes.clone();
+    if matches!(format, PlotFormat::Json | PlotFormat::Plotly) && args.output.is_none() {
+        bytes.push(b'\n');
+    }
+    Ok(bytes)
+}
