@@ -33,8 +33,12 @@ pub fn predict_options(samples: usize, batch_size: usize) -> PredictOptions {
 pub(crate) fn model_worker(inner: &Inner) {
     let cfg = &inner.cfg;
     let opts = predict_options(cfg.samples, cfg.batch_size);
+    // One forward pass per batch, so that interactive work waits at most one
+    // pass behind background work: as many windows as fit in `max_rows`
+    // rows (all samples of a window in the same pass), at most BATCH_SIZE.
+    let take = (opts.max_rows / cfg.samples.max(1)).clamp(1, cfg.batch_size.max(1));
     loop {
-        let batch = inner.jobs.next_batch(cfg.batch_size.max(1));
+        let batch = inner.jobs.next_batch(take);
         if batch.is_empty() {
             return;
         }
