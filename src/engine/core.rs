@@ -124,6 +124,9 @@ pub(crate) struct Inner {
     pub(crate) stats: Stats,
     pub(crate) versions: AtomicU64,
     pub(crate) disk: Option<Disk>,
+    /// The handle count and when it was taken (the disk is listed at most
+    /// once a second for `/health`).
+    pub(crate) handle_count: std::sync::Mutex<Option<(std::time::Instant, usize)>>,
     worker: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -168,6 +171,7 @@ impl Engine {
             model: Arc::new(model),
             worker: std::sync::Mutex::new(None),
             disk,
+            handle_count: std::sync::Mutex::new(None),
             cfg,
         });
         let worker_inner = inner.clone();
@@ -349,7 +353,7 @@ impl Engine {
     }
 
     /// `/quick_plot`: prepares the last 540 minutes, answers with the plot
-    /// of its last window, and prefetches the full window's forecasts at
+    /// of its last window, then prefetches the full window's forecasts at
     /// priority 3. The outer error is a bad upload; the inner one a failure
     /// after the upload was accepted (its warnings are still reported).
     pub async fn quick_plot(
@@ -366,13 +370,14 @@ impl Engine {
         };
         let processed = self.process(files, opts).await?;
         let handle = processed.handle.clone();
-        self.prefetch(&handle);
         let key = WindowKey {
-            handle,
+            handle: handle.clone(),
             kind: WindowKind::Quick,
             target: Target::Index(0),
         };
         let plot = self.plot(key, format, false).await;
+        // After the answer, so that the first prefetch pass never delays it.
+        self.prefetch(&handle);
         Ok((processed, plot))
     }
 
@@ -399,9 +404,12 @@ impl Engine {
         } else {
             "cpu"
         };
-        self.inner
-            .stats
-            .snapshot(self.inner.jobs.queued(), self.inner.jobs.capacity(), device)
+        let mut snap =
+            self.inner
+                .stats
+                .snapshot(self.inner.jobs.queued(), self.inner.jobs.capacity(), device);
+        snap.cache_size = self.cache_size();
+        snap
     }
 
     /// Jobs waiting in the queue.

@@ -150,6 +150,23 @@ impl Engine {
         }
     }
 
+    /// Handles held, recounted at most once a second.
+    pub fn cache_size(&self) -> usize {
+        let mut g = self
+            .inner
+            .handle_count
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match *g {
+            Some((at, n)) if at.elapsed() < std::time::Duration::from_secs(1) => n,
+            _ => {
+                let n = self.handles().len();
+                *g = Some((std::time::Instant::now(), n));
+                n
+            }
+        }
+    }
+
     /// Handles held in memory or on disk.
     pub fn handles(&self) -> HashSet<String> {
         let mut set: HashSet<String> = self

@@ -18,6 +18,9 @@ pub struct Stats {
     windows_inferred: AtomicU64,
     busy: AtomicBool,
     recent: Mutex<VecDeque<Duration>>,
+    renders: AtomicU64,
+    render_errors: AtomicU64,
+    rendering: AtomicU64,
 }
 
 /// A snapshot of the engine's state.
@@ -49,6 +52,14 @@ pub struct HealthSnapshot {
     pub inference_queue_size: usize,
     /// Queue capacity for background work.
     pub inference_queue_capacity: usize,
+    /// Plots rendered.
+    pub total_calc_runs: u64,
+    /// Plots that could not be rendered.
+    pub total_calc_errors: u64,
+    /// Plots being rendered now.
+    pub calc_queue_size: u64,
+    /// Handles held in memory or on disk (set by the engine).
+    pub cache_size: usize,
 }
 
 impl Stats {
@@ -73,6 +84,22 @@ impl Stats {
             }
             r.push_back(took);
         }
+    }
+
+    /// Marks a plot render started; [`Stats::render_done`] ends it.
+    pub fn render_started(&self) {
+        self.rendering.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a finished plot render.
+    pub fn render_done(&self, ok: bool) {
+        self.rendering.fetch_sub(1, Ordering::Relaxed);
+        let c = if ok {
+            &self.renders
+        } else {
+            &self.render_errors
+        };
+        c.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records a window that could not be built or ran into an error.
@@ -111,6 +138,10 @@ impl Stats {
             windows_inferred: self.windows_inferred.load(Ordering::Relaxed),
             inference_queue_size: queued,
             inference_queue_capacity: capacity,
+            total_calc_runs: self.renders.load(Ordering::Relaxed),
+            total_calc_errors: self.render_errors.load(Ordering::Relaxed),
+            calc_queue_size: self.rendering.load(Ordering::Relaxed),
+            cache_size: 0,
         }
     }
 }
@@ -170,5 +201,10 @@ mod tests {
         assert_eq!((h.windows_inferred, h.total_inference_errors), (33, 1));
         assert!((h.avg_fulfillment_time_ms - 20.0).abs() < 1e-9);
         assert!(h.vmem_usage_mb > 0.0);
+        s.render_started();
+        s.render_done(true);
+        s.render_started();
+        let h = s.snapshot(0, 64, "cpu");
+        assert_eq!((h.total_calc_runs, h.calc_queue_size), (1, 1));
     }
 }
