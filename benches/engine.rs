@@ -51,9 +51,14 @@ fn key(handle: &str, kind: WindowKind, target: Target) -> WindowKey {
     }
 }
 
-/// Empties the caches once the queue has drained.
+/// One timed cold run.
+type Run = fn(Engine, Vec<u8>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Empties the caches once background work (a prefetch included) is done
+/// and the model thread is idle.
 async fn cold(e: &Engine) {
-    while e.queued() > 0 {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    while e.queued() > 0 || e.health().available_priority_models == 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     e.cache_management("flush", None).await.unwrap();
@@ -70,65 +75,50 @@ fn engine_bench(c: &mut Criterion) {
     g.sample_size(10);
     g.warm_up_time(Duration::from_millis(1));
 
-    g.bench_function("process_first_plot_cold", |b| {
-        b.iter_custom(|iters| {
-            let (e, bytes) = (e.clone(), bytes.clone());
-            rt.block_on(async move {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    cold(&e).await;
-                    let t = Instant::now();
-                    let p = e
-                        .process(vec![bytes.clone()], opts(WindowKind::Full, true))
-                        .await
-                        .unwrap();
-                    let k = key(&p.handle, WindowKind::Full, Target::Index(0));
-                    e.plot(k, PlotFormat::Plotly, false).await.unwrap();
-                    total += t.elapsed();
-                }
-                total
+    // Each cold run: drain the queue and flush (not timed), then time `run`.
+    let cold_bench = |g: &mut criterion::BenchmarkGroup<'_, _>, name: &str, run: Run| {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        cold(&e).await;
+                        let t = Instant::now();
+                        run(e.clone(), bytes.clone()).await;
+                        total += t.elapsed();
+                    }
+                    total
+                })
             })
+        });
+    };
+    cold_bench(&mut g, "process_first_plot_cold", |e, bytes| {
+        Box::pin(async move {
+            let p = e
+                .process(vec![bytes], opts(WindowKind::Full, true))
+                .await
+                .unwrap();
+            let k = key(&p.handle, WindowKind::Full, Target::Index(0));
+            e.plot(k, PlotFormat::Plotly, false).await.unwrap();
         })
     });
-
-    g.bench_function("quick_plot_cold", |b| {
-        b.iter_custom(|iters| {
-            let (e, bytes) = (e.clone(), bytes.clone());
-            rt.block_on(async move {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    cold(&e).await;
-                    let t = Instant::now();
-                    let (_, plot) = e
-                        .quick_plot(vec![bytes.clone()], PlotFormat::Plotly, false)
-                        .await
-                        .unwrap();
-                    plot.unwrap();
-                    total += t.elapsed();
-                }
-                total
-            })
+    cold_bench(&mut g, "quick_plot_cold", |e, bytes| {
+        Box::pin(async move {
+            let (_, plot) = e
+                .quick_plot(vec![bytes], PlotFormat::Plotly, false)
+                .await
+                .unwrap();
+            plot.unwrap();
         })
     });
-
-    g.bench_function("forward_forecast_cold", |b| {
-        b.iter_custom(|iters| {
-            let (e, bytes) = (e.clone(), bytes.clone());
-            rt.block_on(async move {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    cold(&e).await;
-                    let t = Instant::now();
-                    let p = e
-                        .process(vec![bytes.clone()], opts(WindowKind::Quick, false))
-                        .await
-                        .unwrap();
-                    let k = key(&p.handle, WindowKind::Quick, Target::Forward);
-                    e.plot(k, PlotFormat::Json, false).await.unwrap();
-                    total += t.elapsed();
-                }
-                total
-            })
+    cold_bench(&mut g, "forward_forecast_cold", |e, bytes| {
+        Box::pin(async move {
+            let p = e
+                .process(vec![bytes], opts(WindowKind::Quick, false))
+                .await
+                .unwrap();
+            let k = key(&p.handle, WindowKind::Quick, Target::Forward);
+            e.plot(k, PlotFormat::Json, false).await.unwrap();
         })
     });
 
@@ -149,30 +139,22 @@ fn engine_bench(c: &mut Criterion) {
         })
     });
 
-    g.bench_function("process_all_plots_cold", |b| {
-        b.iter_custom(|iters| {
-            let (e, bytes) = (e.clone(), bytes.clone());
-            rt.block_on(async move {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    cold(&e).await;
-                    let t = Instant::now();
-                    let p = e
-                        .process(vec![bytes.clone()], opts(WindowKind::Full, true))
-                        .await
-                        .unwrap();
-                    let plots = (-109..=0).map(|i| {
-                        let k = key(&p.handle, WindowKind::Full, Target::Index(i));
-                        let e = e.clone();
-                        tokio::spawn(async move { e.plot(k, PlotFormat::Plotly, false).await })
-                    });
-                    for h in plots.collect::<Vec<_>>() {
-                        h.await.unwrap().unwrap();
-                    }
-                    total += t.elapsed();
-                }
-                total
-            })
+    cold_bench(&mut g, "process_all_plots_cold", |e, bytes| {
+        Box::pin(async move {
+            let p = e
+                .process(vec![bytes], opts(WindowKind::Full, true))
+                .await
+                .unwrap();
+            let plots: Vec<_> = (-109..=0)
+                .map(|i| {
+                    let k = key(&p.handle, WindowKind::Full, Target::Index(i));
+                    let e = e.clone();
+                    tokio::spawn(async move { e.plot(k, PlotFormat::Plotly, false).await })
+                })
+                .collect();
+            for h in plots {
+                h.await.unwrap().unwrap();
+            }
         })
     });
     g.finish();

@@ -2,28 +2,14 @@
 //! upload, ask for single windows while the rest runs in the background,
 //! and the errors a front end maps.
 
-use std::path::PathBuf;
+mod common;
 
-use candle_core::Device;
 use glurpc::engine::forecast::{model_window, to_mgdl, window_seed};
 use glurpc::engine::scheduler::PRIORITY_PROCESS;
 use glurpc::engine::{
     Engine, EngineConfig, EngineError, ProcessOptions, Target, WindowKey, WindowKind,
 };
-use glurpc::model::{self, Gluformer, PredictOptions};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn small_model() -> Gluformer {
-    let files = model::source::resolve_local(&root().join("tests/data/model/small")).unwrap();
-    model::load(&files, &Device::Cpu).unwrap()
-}
-
-fn dexcom() -> Vec<u8> {
-    std::fs::read(root().join("tests/data/real/dexcom_us_14d.csv")).unwrap()
-}
+use glurpc::model::PredictOptions;
 
 fn queued(kind: WindowKind) -> ProcessOptions {
     ProcessOptions {
@@ -45,21 +31,21 @@ fn key(handle: &str, kind: WindowKind, index: i64) -> WindowKey {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deterministic_windows_match_the_reference_forecast() {
     let engine = Engine::start(
-        small_model(),
+        common::small_model(),
         EngineConfig {
             samples: 0,
             ..EngineConfig::default()
         },
     )
     .unwrap();
-    let bytes = dexcom();
+    let bytes = common::dexcom_14d();
     let p = engine
         .process_blocking(&[&bytes], queued(WindowKind::Full))
         .unwrap();
     assert_eq!(p.total_samples, 110);
     assert!(p.warnings.imputation && p.warnings.time_duplicates);
     let golden: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("tests/data/golden_forecast/dexcom_us_14d.json"))
+        &std::fs::read_to_string(common::data_dir().join("golden_forecast/dexcom_us_14d.json"))
             .unwrap(),
     )
     .unwrap();
@@ -85,8 +71,8 @@ async fn deterministic_windows_match_the_reference_forecast() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mc_samples_are_the_seeded_ones_whatever_the_batching() {
-    let engine = Engine::start(small_model(), EngineConfig::default()).unwrap();
-    let bytes = dexcom();
+    let engine = Engine::start(common::small_model(), EngineConfig::default()).unwrap();
+    let bytes = common::dexcom_14d();
     let p = engine
         .process_blocking(&[&bytes], queued(WindowKind::Quick))
         .unwrap();
@@ -100,7 +86,7 @@ async fn mc_samples_are_the_seeded_ones_whatever_the_batching() {
     let upload = engine.upload(&p.handle, WindowKind::Quick).await.unwrap();
     let w = upload.prepared.dataset.window(0).unwrap();
     let seed = window_seed(&p.handle, *w.input_times.last().unwrap(), 0);
-    let direct = small_model()
+    let direct = common::small_model()
         .predict(&[model_window(&w, seed)], &PredictOptions::default())
         .unwrap();
     assert_eq!(direct.pred.len(), f.values.len());
@@ -123,13 +109,13 @@ async fn mc_samples_are_the_seeded_ones_whatever_the_batching() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_handles_bad_indices_and_bad_uploads_are_clear_errors() {
-    let engine = Engine::start(small_model(), EngineConfig::default()).unwrap();
+    let engine = Engine::start(common::small_model(), EngineConfig::default()).unwrap();
     let missing = engine
         .window_forecast(key(&"0".repeat(64), WindowKind::Full, 0))
         .await
         .unwrap_err();
     assert_eq!(missing, EngineError::NotFound);
-    let bytes = dexcom();
+    let bytes = common::dexcom_14d();
     let p = engine
         .process_blocking(&[&bytes], queued(WindowKind::Quick))
         .unwrap();
@@ -169,7 +155,7 @@ async fn unknown_handles_bad_indices_and_bad_uploads_are_clear_errors() {
 #[test]
 fn a_full_queue_refuses_background_work_at_once() {
     let engine = Engine::start(
-        small_model(),
+        common::small_model(),
         EngineConfig {
             queue_capacity: 5,
             interactive_reserve: 0,
@@ -177,7 +163,7 @@ fn a_full_queue_refuses_background_work_at_once() {
         },
     )
     .unwrap();
-    let bytes = dexcom();
+    let bytes = common::dexcom_14d();
     let e = engine
         .process_blocking(&[&bytes], queued(WindowKind::Full))
         .unwrap_err();
@@ -187,8 +173,8 @@ fn a_full_queue_refuses_background_work_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_forward_forecast_starts_after_the_last_reading() {
-    let engine = Engine::start(small_model(), EngineConfig::default()).unwrap();
-    let bytes = dexcom();
+    let engine = Engine::start(common::small_model(), EngineConfig::default()).unwrap();
+    let bytes = common::dexcom_14d();
     let p = engine
         .process_blocking(&[&bytes], queued(WindowKind::Full))
         .unwrap();
@@ -215,14 +201,14 @@ async fn the_forward_forecast_starts_after_the_last_reading() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_window_does_not_wait_for_the_whole_upload() {
-    let engine = Engine::start(small_model(), EngineConfig::default()).unwrap();
+    let engine = Engine::start(common::small_model(), EngineConfig::default()).unwrap();
     let p = engine
-        .process(vec![dexcom()], queued(WindowKind::Full))
+        .process(vec![common::dexcom_14d()], queued(WindowKind::Full))
         .await
         .unwrap();
     assert_eq!(p.total_samples, 110);
     // More background work from a second upload (95 windows).
-    let libre = std::fs::read(root().join("tests/data/real/libre_eu_1y.csv")).unwrap();
+    let libre = std::fs::read(common::data_dir().join("real/libre_eu_1y.csv")).unwrap();
     let q = engine
         .process(vec![libre], queued(WindowKind::Full))
         .await

@@ -2,28 +2,15 @@
 //! bytes, persistence across a restart, damaged and foreign records on disk,
 //! and cache management with the reference's results and messages.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
 use glurpc::engine::scheduler::PRIORITY_PROCESS;
 use glurpc::engine::{
     Engine, EngineConfig, EngineError, ProcessOptions, Target, WindowKey, WindowKind,
 };
-use glurpc::model::{self, Gluformer};
 use glurpc::plot::PlotFormat;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn small_model() -> Gluformer {
-    let files = model::source::resolve_local(&root().join("tests/data/model/small")).unwrap();
-    model::load(&files, &Device::Cpu).unwrap()
-}
-
-fn dexcom() -> Vec<u8> {
-    std::fs::read(root().join("tests/data/real/dexcom_us_14d.csv")).unwrap()
-}
 
 fn config(dir: Option<&Path>, model_id: &str) -> EngineConfig {
     EngineConfig {
@@ -53,7 +40,10 @@ fn key(handle: &str, index: i64) -> WindowKey {
 
 /// Processes the 14-day file and waits for all its 110 windows.
 async fn process_all(engine: &Engine) -> String {
-    let p = engine.process(vec![dexcom()], full(false)).await.unwrap();
+    let p = engine
+        .process(vec![common::dexcom_14d()], full(false))
+        .await
+        .unwrap();
     assert_eq!(p.total_samples, 110);
     for i in -109..=0 {
         engine.window_forecast(key(&p.handle, i)).await.unwrap();
@@ -73,8 +63,11 @@ fn records(dir: &Path) -> Vec<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plots_are_memoised_and_force_replaces_them() {
-    let engine = Engine::start(small_model(), config(None, "m")).unwrap();
-    let p = engine.process(vec![dexcom()], full(false)).await.unwrap();
+    let engine = Engine::start(common::small_model(), config(None, "m")).unwrap();
+    let p = engine
+        .process(vec![common::dexcom_14d()], full(false))
+        .await
+        .unwrap();
     let k = key(&p.handle, -3);
     let a = engine
         .plot(k.clone(), PlotFormat::Json, false)
@@ -99,7 +92,10 @@ async fn plots_are_memoised_and_force_replaces_them() {
 
     // Forcing the upload: a new version, its plots and forecasts dropped,
     // the next plot recomputed (same seed, so the same numbers).
-    engine.process(vec![dexcom()], full(true)).await.unwrap();
+    engine
+        .process(vec![common::dexcom_14d()], full(true))
+        .await
+        .unwrap();
     assert_eq!(engine.cache_stats().plots, 0);
     let c = engine
         .plot(k.clone(), PlotFormat::Json, false)
@@ -127,7 +123,7 @@ async fn memory_caches_stay_within_their_byte_bounds() {
         plot_cache_bytes: 400_000,
         ..config(None, "m")
     };
-    let engine = Engine::start(small_model(), cfg).unwrap();
+    let engine = Engine::start(common::small_model(), cfg).unwrap();
     let handle = process_all(&engine).await;
     let s = engine.cache_stats();
     assert!(s.forecast_bytes <= 20 * 200, "{s:?}");
@@ -149,7 +145,7 @@ async fn memory_caches_stay_within_their_byte_bounds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forecasts_survive_a_restart_and_bad_records_are_skipped() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::start(small_model(), config(Some(dir.path()), "model-a")).unwrap();
+    let engine = Engine::start(common::small_model(), config(Some(dir.path()), "model-a")).unwrap();
     let handle = process_all(&engine).await;
     let want = engine.window_forecast(key(&handle, -50)).await.unwrap();
     engine.shutdown();
@@ -157,7 +153,7 @@ async fn forecasts_survive_a_restart_and_bad_records_are_skipped() {
     assert_eq!(files.len(), 1, "{files:?}");
 
     // A restart serves every window from disk without running the model.
-    let engine = Engine::start(small_model(), config(Some(dir.path()), "model-a")).unwrap();
+    let engine = Engine::start(common::small_model(), config(Some(dir.path()), "model-a")).unwrap();
     let report = engine.cache_management("info", None).await.unwrap();
     assert_eq!(report.cache_size, 1);
     let got = engine.window_forecast(key(&handle, -50)).await.unwrap();
@@ -169,7 +165,7 @@ async fn forecasts_survive_a_restart_and_bad_records_are_skipped() {
     engine.shutdown();
 
     // Another model (or pipeline version: the same fingerprint) never reads it.
-    let engine = Engine::start(small_model(), config(Some(dir.path()), "model-b")).unwrap();
+    let engine = Engine::start(common::small_model(), config(Some(dir.path()), "model-b")).unwrap();
     let e = engine.window_forecast(key(&handle, 0)).await.unwrap_err();
     assert_eq!(e, EngineError::NotFound);
     assert_eq!(
@@ -185,7 +181,7 @@ async fn forecasts_survive_a_restart_and_bad_records_are_skipped() {
     // A truncated record is skipped (and removed), never trusted.
     let bytes = std::fs::read(&files[0]).unwrap();
     std::fs::write(&files[0], &bytes[..bytes.len() / 2]).unwrap();
-    let engine = Engine::start(small_model(), config(Some(dir.path()), "model-a")).unwrap();
+    let engine = Engine::start(common::small_model(), config(Some(dir.path()), "model-a")).unwrap();
     let e = engine.window_forecast(key(&handle, 0)).await.unwrap_err();
     assert_eq!(e, EngineError::NotFound);
     assert!(records(dir.path()).is_empty());
@@ -200,7 +196,7 @@ async fn forecasts_survive_a_restart_and_bad_records_are_skipped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_management_reports_as_the_reference() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::start(small_model(), config(Some(dir.path()), "m")).unwrap();
+    let engine = Engine::start(common::small_model(), config(Some(dir.path()), "m")).unwrap();
     let handle = process_all(&engine).await;
     engine
         .plot(key(&handle, 0), PlotFormat::Plotly, false)
@@ -294,9 +290,9 @@ async fn cache_management_reports_as_the_reference() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quick_plot_answers_then_prefetches_the_full_window() {
-    let engine = Engine::start(small_model(), config(None, "m")).unwrap();
+    let engine = Engine::start(common::small_model(), config(None, "m")).unwrap();
     let (p, plot) = engine
-        .quick_plot(vec![dexcom()], PlotFormat::Plotly, false)
+        .quick_plot(vec![common::dexcom_14d()], PlotFormat::Plotly, false)
         .await
         .unwrap();
     assert_eq!(p.total_samples, 2);

@@ -86,3 +86,15 @@ pub fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
         .and_then(|d| d.to_scalar::<f32>())
         .expect("tensor difference")
 }
+
+/// The small fixture Gluformer (`tests/data/model/small`) on the CPU.
+pub fn small_model() -> glurpc::model::Gluformer {
+    let dir = data_dir().join("model/small");
+    let files = glurpc::model::source::resolve_local(&dir).unwrap();
+    glurpc::model::load(&files, &candle_core::Device::Cpu).unwrap()
+}
+
+/// The 14-day Dexcom Clarity export (110 full windows).
+pub fn dexcom_14d() -> Vec<u8> {
+    std::fs::read(data_dir().join("real/dexcom_us_14d.csv")).unwrap()
+}
