@@ -227,3 +227,39 @@ async fn one_window_does_not_wait_for_the_whole_upload() {
     assert!(h.inference_requests_by_priority[0].1 >= 1, "{h:?}");
     engine.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_model_threads_give_the_same_forecasts_after_a_warm_up() {
+    let one = Engine::start(common::small_model(), EngineConfig::default()).unwrap();
+    let two = Engine::start(
+        common::small_model(),
+        EngineConfig {
+            workers: 2,
+            ..EngineConfig::default()
+        },
+    )
+    .unwrap();
+    assert!(two.warm_up().is_ok());
+    assert_eq!(two.health().available_general_models, 2);
+    let mut handle = String::new();
+    for e in [&one, &two] {
+        handle = e
+            .process(vec![common::dexcom_14d()], queued(WindowKind::Full))
+            .await
+            .unwrap()
+            .handle;
+    }
+    for i in [0, -7, -109] {
+        let a = one
+            .window_forecast(key(&handle, WindowKind::Full, i))
+            .await
+            .unwrap();
+        let b = two
+            .window_forecast(key(&handle, WindowKind::Full, i))
+            .await
+            .unwrap();
+        assert_eq!(a.values, b.values, "window {i}");
+    }
+    one.shutdown();
+    two.shutdown();
+}

@@ -81,6 +81,8 @@ pub struct EngineConfig {
     /// A stable id of the model's weights (their SHA-256): persisted
     /// forecasts of another model are never used.
     pub model_id: String,
+    /// Model worker threads sharing the weights (`NUM_COPIES_PER_DEVICE`).
+    pub workers: usize,
 }
 
 impl Default for EngineConfig {
@@ -100,6 +102,7 @@ impl Default for EngineConfig {
             cache_dir: None,
             disk_cache_bytes: 1 << 30,
             model_id: String::new(),
+            workers: 1,
         }
     }
 }
@@ -127,7 +130,7 @@ pub(crate) struct Inner {
     /// The handle count and when it was taken (the disk is listed at most
     /// once a second for `/health`).
     pub(crate) handle_count: std::sync::Mutex<Option<(std::time::Instant, usize)>>,
-    worker: std::sync::Mutex<Option<JoinHandle<()>>>,
+    workers: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// The cloneable engine handle.
@@ -169,20 +172,49 @@ impl Engine {
             stats: Stats::default(),
             versions: AtomicU64::new(1),
             model: Arc::new(model),
-            worker: std::sync::Mutex::new(None),
+            workers: std::sync::Mutex::new(Vec::new()),
             disk,
             handle_count: std::sync::Mutex::new(None),
             cfg,
         });
-        let worker_inner = inner.clone();
-        let handle = std::thread::Builder::new()
-            .name("glurpc-model".into())
-            .spawn(move || model_worker(&worker_inner))
-            .map_err(|e| EngineError::Internal(format!("could not start the model thread: {e}")))?;
-        if let Ok(mut w) = inner.worker.lock() {
-            *w = Some(handle);
+        let count = inner.cfg.workers.max(1);
+        inner.stats.set_workers(count);
+        for i in 0..count {
+            let worker_inner = inner.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("glurpc-model-{i}"))
+                .spawn(move || model_worker(&worker_inner))
+                .map_err(|e| {
+                    inner.jobs.close(EngineError::ShuttingDown);
+                    EngineError::Internal(format!("could not start a model thread: {e}"))
+                })?;
+            if let Ok(mut w) = inner.workers.lock() {
+                w.push(handle);
+            }
         }
         Ok(Engine { inner })
+    }
+
+    /// Runs one forward pass of a synthetic window on the calling thread
+    /// (call it from a blocking context before serving), so that the first
+    /// request does not pay for first-touch allocations; returns its time.
+    pub fn warm_up(&self) -> Result<std::time::Duration, EngineError> {
+        let c = self.inner.model.config();
+        let window = crate::model::ModelWindow {
+            static_features: vec![0.0; c.num_static_features],
+            past: vec![0.5; c.len_seq],
+            past_covariates: vec![0.5; c.len_seq * c.num_dynamic_features],
+            future_covariates: vec![0.5; c.len_pred * c.num_dynamic_features],
+            seed: 0,
+        };
+        let opts =
+            super::worker::predict_options(self.inner.cfg.samples, self.inner.cfg.batch_size);
+        let t = std::time::Instant::now();
+        self.inner
+            .model
+            .predict(&[window], &opts)
+            .map_err(|e| EngineError::Inference(format!("warm-up failed: {e}")))?;
+        Ok(t.elapsed())
     }
 
     /// The settings.
@@ -422,8 +454,13 @@ impl Engine {
     /// for the writes.
     pub fn shutdown(&self) {
         self.inner.jobs.close(EngineError::ShuttingDown);
-        let handle = self.inner.worker.lock().ok().and_then(|mut w| w.take());
-        if let Some(h) = handle {
+        let handles = self
+            .inner
+            .workers
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default();
+        for h in handles {
             let _ = h.join();
         }
         self.inner.persist_all();

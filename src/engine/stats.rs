@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Durations kept for the rolling mean.
@@ -16,7 +16,8 @@ pub struct Stats {
     by_priority: [AtomicU64; 4],
     inference_errors: AtomicU64,
     windows_inferred: AtomicU64,
-    busy: AtomicBool,
+    busy: AtomicUsize,
+    workers: AtomicUsize,
     recent: Mutex<VecDeque<Duration>>,
     renders: AtomicU64,
     render_errors: AtomicU64,
@@ -32,9 +33,9 @@ pub struct HealthSnapshot {
     pub load_status: String,
     /// True when the model is loaded.
     pub models_initialized: bool,
-    /// 1 when the model thread is idle (it serves priority 0 first), else 0.
+    /// 1 when a model thread is idle (every thread serves priority 0 first), else 0.
     pub available_priority_models: u32,
-    /// Idle general-purpose model threads (the same thread: 0 or 1).
+    /// Idle model threads.
     pub available_general_models: u32,
     /// Mean wall time of the last 1000 model batches, ms.
     pub avg_fulfillment_time_ms: f64,
@@ -63,9 +64,18 @@ pub struct HealthSnapshot {
 }
 
 impl Stats {
-    /// Marks the model thread busy or idle.
+    /// Sets the number of model threads.
+    pub fn set_workers(&self, workers: usize) {
+        self.workers.store(workers, Ordering::Relaxed);
+    }
+
+    /// Marks a model thread busy or idle again.
     pub fn set_busy(&self, busy: bool) {
-        self.busy.store(busy, Ordering::Relaxed);
+        if busy {
+            self.busy.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.busy.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Records one finished batch.
@@ -120,12 +130,15 @@ impl Stats {
                 }
             })
             .unwrap_or(0.0);
-        let idle = u32::from(!self.busy.load(Ordering::Relaxed));
+        let idle = self
+            .workers
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.busy.load(Ordering::Relaxed)) as u32;
         HealthSnapshot {
             status: "ok".into(),
             load_status: load_status(queued, capacity).into(),
             models_initialized: true,
-            available_priority_models: idle,
+            available_priority_models: idle.min(1),
             available_general_models: idle,
             avg_fulfillment_time_ms: avg,
             vmem_usage_mb: peak_rss_mb(),

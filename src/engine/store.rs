@@ -15,6 +15,7 @@ use super::core::Inner;
 use super::error::EngineError;
 use super::forecast::{Target, WindowForecast, WindowKey};
 use super::persist::{self, WriteJob};
+use super::scheduler::{PRIORITY_INTERACTIVE, PRIORITY_PROCESS};
 use super::upload::{Upload, WindowKind};
 
 /// A queued forecast job: the window, and the upload version it is for
@@ -147,7 +148,9 @@ impl Inner {
     }
 
     /// Queues every window of `upload` not cached, last first, as background
-    /// work; refuses all of them when the queue has no room for them.
+    /// work (window 0 at interactive priority when `priority` is that of
+    /// `/process_unified` or more urgent); refuses all of them when the queue
+    /// has no room for them.
     pub(crate) fn queue_windows(
         &self,
         upload: &Arc<Upload>,
@@ -168,8 +171,15 @@ impl Inner {
         }
         let count = missing.len();
         for key in missing {
+            // Window 0 is what a client asks for first (the reference also
+            // renders it at priority 0): it gets a pass of its own.
+            let p = if key.target == Target::Index(0) && priority <= PRIORITY_PROCESS {
+                PRIORITY_INTERACTIVE
+            } else {
+                priority
+            };
             self.jobs
-                .submit(JobKey::new(key, upload.clone()), priority, true)?;
+                .submit(JobKey::new(key, upload.clone()), p, true)?;
         }
         Ok(count)
     }
