@@ -9,6 +9,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         unsafe { std::env::set_var("PROTOC", protoc) };
     }
     println!("cargo:rerun-if-changed=proto/glurpc.proto");
-    tonic_prost_build::configure().compile_protos(&["proto/glurpc.proto"], &["proto"])?;
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_prost_build::configure()
+        // For gRPC server reflection.
+        .file_descriptor_set_path(out.join("glurpc_descriptor.bin"))
+        .compile_protos(&["proto/glurpc.proto"], &["proto"])?;
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! glurpc: a glucose-forecasting service. This crate holds the library (CGM
-//! ingestion, and later the pipeline, model, engine and front ends) behind the
+//! ingestion, pipeline, model, engine, plots and the REST and gRPC front
+//! ends) behind the
 //! `glurpc` binary.
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod cache;
 pub mod cli;
 pub mod engine;
@@ -15,4 +17,7 @@ pub mod proto {
     //! Generated gRPC types for package `glurpc` (wire-compatible with gluRPC 0.6.3).
     #![allow(missing_docs, clippy::all, clippy::pedantic)]
     tonic::include_proto!("glurpc");
+
+    /// The encoded file descriptor set of `proto/glurpc.proto` (for reflection).
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("glurpc_descriptor");
 }

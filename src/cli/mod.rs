@@ -1,12 +1,15 @@
 //! The command line: `glurpc convert` and `glurpc inspect` (ingestion),
 //! `glurpc model` (weights), `glurpc predict` (one forecast without a
-//! server). Every option is also an environment variable.
+//! server), `glurpc serve` (the service). Every option is also an
+//! environment variable.
 
 mod model_cmd;
 mod predict;
+mod serve;
 
 pub use model_cmd::ModelCommand;
 pub use predict::{ModelArgs, PredictArgs};
+pub use serve::ServeArgs;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -39,6 +42,8 @@ pub enum Command {
     Model(ModelCommand),
     /// Forecast one window of a CGM export and write its plot (no server).
     Predict(Box<PredictArgs>),
+    /// Run the service: REST (port 8000) and gRPC (port 7003) over one engine.
+    Serve(Box<ServeArgs>),
 }
 
 /// Options shared by commands that read uploads.
@@ -217,6 +222,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Model(cmd) => model_cmd::run(cmd)?,
         Command::Predict(args) => predict::run(*args)?,
+        Command::Serve(args) => serve::run(*args)?,
         Command::Convert(args) => {
             let parsed = args.input.parse()?;
             match &args.output {

@@ -176,7 +176,7 @@ async fn predict(engine: &Engine, blobs: Vec<Vec<u8>>, args: &PredictArgs) -> Re
         target,
     };
     let plot = engine.plot(key, format, false).await?;
-    let mut bytes = plot.bytes.clone();
+    let mut bytes = plot.bytes.to_vec();
     if matches!(format, PlotFormat::Json | PlotFormat::Plotly) && args.output.is_none() {
         bytes.push(b'\n');
     }

@@ -368,17 +368,31 @@ impl Engine {
             return Ok(p);
         }
         let f = self.window_of(&upload, key.clone()).await?;
-        let target = key.target;
+        self.rendered(&upload, key, f, format).await
+    }
+
+    /// The plot of `key` from its forecast `f`: memoised bytes, or rendered
+    /// on the blocking pool and memoised while the upload is current.
+    pub(crate) async fn rendered(
+        &self,
+        upload: &Arc<Upload>,
+        key: WindowKey,
+        f: Arc<WindowForecast>,
+        format: PlotFormat,
+    ) -> Result<Arc<PlotBytes>, EngineError> {
+        let pk = PlotKey {
+            window: key,
+            format,
+            version: f.version,
+        };
+        if let Some(p) = self.inner.plots.get(&pk) {
+            return Ok(p);
+        }
+        let target = pk.window.target;
         let up = upload.clone();
-        let fc = f.clone();
         let bytes =
-            Arc::new(blocking(move || super::plots::render(&up, target, &fc, format)).await?);
-        if self.inner.is_current(&upload) {
-            let pk = PlotKey {
-                window: key,
-                format,
-                version: f.version,
-            };
+            Arc::new(blocking(move || super::plots::render(&up, target, &f, format)).await?);
+        if self.inner.is_current(upload) {
             self.inner.plots.insert(pk, bytes.clone());
         }
         Ok(bytes)
@@ -441,6 +455,7 @@ impl Engine {
                 .stats
                 .snapshot(self.inner.jobs.queued(), self.inner.jobs.capacity(), device);
         snap.cache_size = self.cache_size();
+        snap.cancelled_jobs = self.inner.jobs.cancelled();
         snap
     }
 

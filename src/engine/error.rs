@@ -13,6 +13,12 @@ pub enum EngineError {
     /// layer's own message.
     #[error("{0}")]
     Input(String),
+    /// The upload is larger than the configured limit.
+    #[error("Upload too large: more than {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// Unknown handle.
     #[error("Handle not found or expired")]
     NotFound,
@@ -50,7 +56,10 @@ pub enum EngineError {
 
 impl From<FormatError> for EngineError {
     fn from(e: FormatError) -> Self {
-        EngineError::Input(e.to_string())
+        match e {
+            FormatError::TooLarge { limit } => EngineError::TooLarge { limit },
+            other => EngineError::Input(other.to_string()),
+        }
     }
 }
 

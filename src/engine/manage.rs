@@ -26,7 +26,7 @@ pub struct CacheReport {
 }
 
 /// Entries and bytes of the memory caches (for metrics and tests).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CacheStats {
     /// Uploads (one per handle and window kind).
     pub uploads: usize,

@@ -12,6 +12,7 @@ pub mod plots;
 pub mod scheduler;
 pub mod stats;
 pub mod store;
+pub mod stream;
 pub mod upload;
 pub mod worker;
 
@@ -21,4 +22,5 @@ pub use forecast::{Target, WindowForecast, WindowKey};
 pub use manage::{CacheReport, CacheStats};
 pub use plots::PlotBytes;
 pub use stats::HealthSnapshot;
+pub use stream::StreamedWindow;
 pub use upload::{Upload, WindowKind};

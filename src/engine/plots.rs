@@ -29,8 +29,8 @@ pub struct PlotKey {
 pub struct PlotBytes {
     /// The format.
     pub format: PlotFormat,
-    /// The body.
-    pub bytes: Vec<u8>,
+    /// The body (shared: a clone is a reference count, not a copy).
+    pub bytes: bytes::Bytes,
 }
 
 impl Weigh for PlotBytes {
@@ -77,5 +77,8 @@ pub fn render(
     let data = plot_data(upload, target, f)?;
     let bytes = crate::plot::render(&data, format)
         .map_err(|e| EngineError::Plot(format!("could not draw the {format} plot: {e}")))?;
-    Ok(PlotBytes { format, bytes })
+    Ok(PlotBytes {
+        format,
+        bytes: bytes.into(),
+    })
 }

@@ -61,6 +61,8 @@ pub struct HealthSnapshot {
     pub calc_queue_size: u64,
     /// Handles held in memory or on disk (set by the engine).
     pub cache_size: usize,
+    /// Queued jobs cancelled because every waiter left (set by the engine).
+    pub cancelled_jobs: u64,
 }
 
 impl Stats {
@@ -155,6 +157,7 @@ impl Stats {
             total_calc_errors: self.render_errors.load(Ordering::Relaxed),
             calc_queue_size: self.rendering.load(Ordering::Relaxed),
             cache_size: 0,
+            cancelled_jobs: 0,
         }
     }
 }

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use glurpc::formats::{self, ParseOptions, Parsed};
 use serde_json::Value;
 
+pub mod server;
+
 /// `tests/data`.
 pub fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")

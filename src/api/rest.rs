@@ -1,0 +1,236 @@
+//! The REST front end (poem + poem-openapi): the reference's six endpoints
+//! with its field names, status codes and error bodies, plus `/forecast`,
+//! `/metrics`, the OpenAPI document and Swagger UI. Handlers only translate
+//! between wire types and [`Service`] calls; auth, limits, request ids,
+//! metrics and validation errors are middleware (`rest_layers`).
+
+use poem::{Endpoint, EndpointExt, Request, Route};
+use poem_openapi::param::Query;
+use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::{OpenApi, OpenApiService};
+
+use crate::engine::EngineError;
+use crate::plot::PlotFormat;
+
+use super::error::ApiError;
+use super::ops::{Service, Source};
+use super::rest_layers::Frontline;
+use super::rest_types::*;
+
+/// The API's title in the OpenAPI document (the reference's).
+pub const TITLE: &str = "GluRPC";
+
+/// The endpoints.
+pub struct RestApi {
+    svc: Service,
+}
+
+fn accept(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+}
+
+#[OpenApi]
+impl RestApi {
+    /// Convert a CGM export (Dexcom, Libre, Medtronic, Nightscout, unified)
+    /// to the unified CSV. Public. Conversion failures are reported in
+    /// `error` with status 200.
+    #[oai(path = "/convert_to_unified", method = "post")]
+    async fn convert_to_unified(
+        &self,
+        form: ConvertForm,
+    ) -> Result<OrderedJson<ConvertResponse>, ErrorResponse> {
+        let bytes = form
+            .file
+            .into_vec()
+            .await
+            .map_err(|e| ApiError::Invalid(format!("cannot read the uploaded file: {e}")))?;
+        match self.svc.convert(bytes).await {
+            Ok(p) => Ok(OrderedJson(ConvertResponse {
+                csv_content: Some(p.csv),
+                error: None,
+            })),
+            Err(e @ ApiError::Engine(EngineError::TooLarge { .. })) => Err(e.into()),
+            Err(e) => Ok(OrderedJson(ConvertResponse {
+                csv_content: None,
+                error: Some(e.in_body().unwrap_or_else(|| e.to_string())),
+            })),
+        }
+    }
+
+    /// Parse an upload, keep it under its handle and forecast its windows
+    /// in the background. Answers at once; unusable uploads are reported in
+    /// `error` with status 200.
+    #[oai(path = "/process_unified", method = "post")]
+    async fn process_unified(
+        &self,
+        body: Json<ProcessRequest>,
+    ) -> Result<OrderedJson<UnifiedResponse>, ErrorResponse> {
+        match self
+            .svc
+            .process(&body.csv_base64, body.force_calculate)
+            .await
+        {
+            Ok(p) => Ok(OrderedJson(UnifiedResponse {
+                handle: Some(p.handle),
+                total_samples: Some(p.total_samples as i64),
+                warnings: (&p.warnings).into(),
+                error: None,
+            })),
+            Err(e) => match e.in_body() {
+                Some(msg) => Ok(OrderedJson(UnifiedResponse {
+                    handle: None,
+                    total_samples: None,
+                    warnings: Warnings::default(),
+                    error: Some(msg),
+                })),
+                None => Err(e.into()),
+            },
+        }
+    }
+
+    /// The plot of one window of a processed upload: the Plotly figure by
+    /// default; compact JSON, PNG or SVG with `format` or `Accept`. Waits
+    /// only for this window's forecast.
+    #[oai(path = "/draw_a_plot", method = "post")]
+    async fn draw_a_plot(
+        &self,
+        req: &Request,
+        body: Json<PlotRequest>,
+        /// Output format (overrides `Accept`).
+        format: Query<Option<FormatParam>>,
+    ) -> Result<PlotBody, ErrorResponse> {
+        let format = negotiate(format.0, accept(req), PlotFormat::Plotly);
+        let plot = self
+            .svc
+            .plot(&body.handle, body.index, body.force_calculate, format)
+            .await?;
+        Ok(PlotBody::from(&*plot))
+    }
+
+    /// Process the last 540 minutes of an upload and plot its last window in
+    /// one call; the full dataset is then forecast in the background.
+    /// Failures after parsing, and unusable uploads, are reported in
+    /// `error` with status 200.
+    #[oai(path = "/quick_plot", method = "post")]
+    async fn quick_plot(
+        &self,
+        body: Json<ProcessRequest>,
+        /// `plotly` (default) or `json` (compact).
+        format: Query<Option<FormatParam>>,
+    ) -> Result<QuickPlotBody, ErrorResponse> {
+        let format = negotiate(format.0, None, PlotFormat::Plotly);
+        if matches!(format, PlotFormat::Png | PlotFormat::Svg) {
+            return Err(ApiError::Invalid(
+                "quick_plot answers with JSON: use format=plotly or format=json; images come from /draw_a_plot and /forecast".into(),
+            )
+            .into());
+        }
+        let (processed, plot) = match self
+            .svc
+            .quick_plot(&body.csv_base64, body.force_calculate, format)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return match e.in_body() {
+                    Some(msg) => Ok(QuickPlotBody::new(None, &Warnings::default(), Some(&msg))),
+                    None => Err(e.into()),
+                };
+            }
+        };
+        let warnings = Warnings::from(&processed.warnings);
+        match plot {
+            Ok(p) => Ok(QuickPlotBody::new(Some(&p.bytes), &warnings, None)),
+            Err(e) if e.http().status == 503 => Err(e.into()),
+            Err(e) => {
+                e.log();
+                Ok(QuickPlotBody::new(None, &warnings, Some(&e.to_string())))
+            }
+        }
+    }
+
+    /// New: the forecast of the next 60 minutes after the last reading,
+    /// from an upload or a handle. Compact JSON by default; the Plotly
+    /// figure, PNG or SVG with `format` or `Accept`.
+    #[oai(path = "/forecast", method = "post")]
+    async fn forecast(
+        &self,
+        req: &Request,
+        body: Json<ForecastRequest>,
+        /// Output format (overrides `Accept`).
+        format: Query<Option<FormatParam>>,
+    ) -> Result<PlotBody, ErrorResponse> {
+        let format = negotiate(format.0, accept(req), PlotFormat::Json);
+        let body = body.0;
+        let source = match (body.csv_base64, body.handle) {
+            (Some(b64), None) => Source::Upload(b64),
+            (None, Some(h)) => Source::Handle(h),
+            _ => {
+                return Err(
+                    ApiError::Invalid("give exactly one of csv_base64 and handle".into()).into(),
+                );
+            }
+        };
+        let f = self
+            .svc
+            .forecast(source, body.force_calculate, format)
+            .await?;
+        Ok(PlotBody::from(&*f.plot))
+    }
+
+    /// Cache actions: `flush`, `info`, `delete`, `save`, `load` (query
+    /// parameters, as in the reference).
+    #[oai(path = "/cache_management", method = "post")]
+    async fn cache_management(
+        &self,
+        /// The action.
+        action: Query<String>,
+        /// The handle, for `delete` and `load`.
+        handle: Query<Option<String>>,
+    ) -> Result<OrderedJson<CacheManagementResponse>, ErrorResponse> {
+        let report = self.svc.cache(&action.0, handle.0.as_deref()).await?;
+        Ok(OrderedJson(report.into()))
+    }
+
+    /// Service health: the reference's 23 fields. Public, always 200.
+    #[oai(path = "/health", method = "get")]
+    async fn health(&self) -> OrderedJson<HealthResponse> {
+        OrderedJson(self.svc.health().into())
+    }
+
+    /// Prometheus metrics (text exposition format). Public.
+    #[oai(path = "/metrics", method = "get")]
+    async fn metrics(&self) -> PlainText<String> {
+        PlainText(self.svc.metrics_text())
+    }
+}
+
+/// The OpenAPI service (the document and the endpoints).
+pub fn openapi(svc: Service) -> OpenApiService<RestApi, ()> {
+    OpenApiService::new(RestApi { svc }, TITLE, env!("CARGO_PKG_VERSION"))
+        .description("Glucose Prediction Service")
+}
+
+/// The OpenAPI document as written to `openapi/openapi.json`.
+pub fn openapi_json(svc: Service) -> String {
+    openapi(svc).spec()
+}
+
+/// The REST application: endpoints, `/openapi.json`, Swagger UI at `/docs`,
+/// all behind the front-line middleware.
+pub fn app(
+    svc: Service,
+    max_body_bytes: usize,
+    conns: std::sync::Arc<super::disconnect::Connections>,
+) -> impl Endpoint {
+    let api = openapi(svc.clone());
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    Route::new()
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
+        .nest("/", api)
+        .with(Frontline::new(svc, max_body_bytes, conns))
+}

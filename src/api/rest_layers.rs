@@ -1,0 +1,233 @@
+//! The REST middleware, in the order a request meets it: a request id and
+//! a tracing span; the body size limit (413 before anything is parsed);
+//! API-key checks for protected paths (401/403); and, on the way out,
+//! a handler dropped when its client closes the connection (499, work
+//! cancelled); request parse failures turned into FastAPI's 422 body; and
+//! the request counted in the statistics.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use poem::http::{HeaderValue, StatusCode};
+use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response, Result};
+use poem_openapi::error::{
+    ContentTypeError, ParseMultipartError, ParseParamError, ParseRequestPayloadError,
+};
+use tracing::Instrument;
+
+use crate::engine::EngineError;
+
+use super::disconnect::Connections;
+use super::error::ApiError;
+use super::metrics::Protocol;
+use super::ops::Service;
+
+/// Paths that need an API key (when keys are on).
+const PROTECTED: [&str; 5] = [
+    "/process_unified",
+    "/draw_a_plot",
+    "/quick_plot",
+    "/cache_management",
+    "/forecast",
+];
+
+/// Paths with their own metrics label; anything else is "other".
+const KNOWN: [&str; 10] = [
+    "/convert_to_unified",
+    "/process_unified",
+    "/draw_a_plot",
+    "/quick_plot",
+    "/cache_management",
+    "/forecast",
+    "/health",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+];
+
+/// The request-id header (taken from the client when present).
+pub const REQUEST_ID: &str = "x-request-id";
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A request id: the client's (if short and printable) or a new one.
+pub fn request_id(given: Option<&str>) -> String {
+    match given {
+        Some(id)
+            if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            id.to_string()
+        }
+        _ => format!(
+            "{:x}-{}",
+            std::process::id(),
+            NEXT_ID.fetch_add(1, Ordering::Relaxed)
+        ),
+    }
+}
+
+/// The metrics label of a path.
+fn label(path: &str) -> &'static str {
+    KNOWN
+        .iter()
+        .find(|k| path == **k || (**k == "/docs" && path.starts_with("/docs")))
+        .copied()
+        .unwrap_or("other")
+}
+
+/// The front-line middleware.
+pub struct Frontline {
+    svc: Service,
+    max_body: usize,
+    conns: Arc<Connections>,
+}
+
+impl Frontline {
+    /// Middleware over `svc` accepting bodies up to `max_body` bytes.
+    pub fn new(svc: Service, max_body: usize, conns: Arc<Connections>) -> Frontline {
+        Frontline {
+            svc,
+            max_body,
+            conns,
+        }
+    }
+}
+
+impl<E: Endpoint> Middleware<E> for Frontline {
+    type Output = FrontlineEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        FrontlineEndpoint {
+            inner,
+            svc: self.svc.clone(),
+            max_body: self.max_body,
+            conns: self.conns.clone(),
+        }
+    }
+}
+
+/// The endpoint [`Frontline`] wraps around the routes.
+pub struct FrontlineEndpoint<E> {
+    inner: E,
+    svc: Service,
+    max_body: usize,
+    conns: Arc<Connections>,
+}
+
+fn failure(e: &ApiError) -> Response {
+    let f = e.http();
+    let mut resp = poem::web::Json(serde_json::json!({ "detail": f.detail }))
+        .with_status(StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .into_response();
+    if let Some(s) = f.retry_after_s {
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    resp
+}
+
+/// FastAPI's request-validation body for a poem-openapi parse failure.
+fn unprocessable(err: &poem::Error) -> Option<Response> {
+    let (loc, msg): (serde_json::Value, String) =
+        if let Some(e) = err.downcast_ref::<ParseParamError>() {
+            (serde_json::json!(["query", e.name]), e.reason.clone())
+        } else if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
+            (serde_json::json!(["body"]), e.reason.clone())
+        } else if let Some(e) = err.downcast_ref::<ParseMultipartError>() {
+            (serde_json::json!(["body", "file"]), e.reason.clone())
+        } else if let Some(e) = err.downcast_ref::<poem::error::ParseMultipartError>() {
+            (serde_json::json!(["body", "file"]), e.to_string())
+        } else if let Some(e) = err.downcast_ref::<ContentTypeError>() {
+            (serde_json::json!(["body"]), e.to_string())
+        } else {
+            return None;
+        };
+    let body = serde_json::json!({
+        "detail": [{ "type": "value_error", "loc": loc, "msg": msg, "input": null }]
+    });
+    Some(
+        poem::web::Json(body)
+            .with_status(StatusCode::UNPROCESSABLE_ENTITY)
+            .into_response(),
+    )
+}
+
+impl<E: Endpoint> FrontlineEndpoint<E> {
+    async fn guarded(&self, mut req: Request) -> Response {
+        let path = req.uri().path().to_string();
+        if PROTECTED.contains(&path.as_str()) {
+            let key = req.headers().get("x-api-key").map(|v| v.as_bytes());
+            if let Err(e) = self.svc.keys.check(key) {
+                return failure(&e);
+            }
+        }
+        let too_large = ApiError::from(EngineError::TooLarge {
+            limit: self.max_body,
+        });
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        match declared {
+            Some(n) if n > self.max_body as u64 => return failure(&too_large),
+            Some(_) => {}
+            None => {
+                // No length given (chunked): read up to the limit here.
+                match req.take_body().into_bytes_limit(self.max_body).await {
+                    Ok(b) => req.set_body(Body::from_bytes(b)),
+                    Err(poem::error::ReadBodyError::PayloadTooLarge) => return failure(&too_large),
+                    Err(e) => {
+                        return failure(&ApiError::Invalid(format!("cannot read the body: {e}")));
+                    }
+                }
+            }
+        }
+        let peer = req.remote_addr().as_socket_addr().copied();
+        tokio::select! {
+            r = self.inner.call(req) => match r {
+                Ok(r) => r.into_response(),
+                Err(e) => unprocessable(&e).unwrap_or_else(|| e.into_response()),
+            },
+            _ = self.conns.closed(peer) => {
+                tracing::debug!("client closed the connection: request dropped");
+                StatusCode::from_u16(499)
+                    .map(|s| s.into_response())
+                    .unwrap_or_else(|_| StatusCode::BAD_REQUEST.into_response())
+            }
+        }
+    }
+}
+
+impl<E: Endpoint> Endpoint for FrontlineEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> Result<Self::Output> {
+        let started = Instant::now();
+        let id = request_id(req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()));
+        let endpoint = label(req.uri().path());
+        let span = tracing::info_span!("http", id = %id, method = %req.method(), path = endpoint);
+        let mut resp = self.guarded(req).instrument(span.clone()).await;
+        let status = resp.status();
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            resp.headers_mut().insert(REQUEST_ID, v);
+        }
+        let took = started.elapsed();
+        self.svc.metrics.record(
+            Protocol::Http,
+            endpoint,
+            status.as_str(),
+            status.as_u16() >= 400,
+            took,
+        );
+        span.in_scope(|| {
+            tracing::debug!(
+                status = status.as_u16(),
+                ms = took.as_secs_f64() * 1e3,
+                "answered"
+            )
+        });
+        Ok(resp)
+    }
+}

@@ -1,0 +1,223 @@
+//! `glurpc serve`: the service. Loads the model, starts the engine, warms
+//! it up, binds REST and gRPC (or one of them), reports ready, and on
+//! SIGTERM/SIGINT shuts down gracefully. Every flag is also an environment
+//! variable, with the reference's names where it had one.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::api::auth::ApiKeys;
+use crate::api::{self, ServerConfig, Service};
+use crate::engine::Engine;
+use crate::pipeline::WindowConfig;
+
+use super::ModelArgs;
+
+/// The reference's boolean variables: true for `true`, `1` or `yes` (any
+/// case), false for anything else.
+fn py_bool(s: &str) -> Result<bool, String> {
+    Ok(matches!(
+        s.trim().to_ascii_lowercase().as_str(),
+        "true" | "1" | "yes"
+    ))
+}
+
+/// `glurpc serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Model and sampling.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Address to bind.
+    #[arg(long, env = "GLURPC_HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+    /// REST port.
+    #[arg(long, env = "GLURPC_REST_PORT", default_value_t = 8000)]
+    pub rest_port: u16,
+    /// gRPC port.
+    #[arg(long, env = "GLURPC_GRPC_PORT", default_value_t = 7003)]
+    pub grpc_port: u16,
+    /// Serve REST only.
+    #[arg(long, env = "GLURPC_REST_ONLY", conflicts_with = "grpc_only", value_parser = py_bool, num_args = 0..=1, default_value = "false", default_missing_value = "true")]
+    pub rest_only: bool,
+    /// Serve gRPC only.
+    #[arg(long, env = "GLURPC_GRPC_ONLY", value_parser = py_bool, num_args = 0..=1, default_value = "false", default_missing_value = "true")]
+    pub grpc_only: bool,
+    /// Require an API key (`X-API-Key` / `x-api-key`) on protected endpoints.
+    #[arg(long, env = "ENABLE_API_KEYS", value_parser = py_bool, num_args = 0..=1, default_value = "false", default_missing_value = "true")]
+    pub enable_api_keys: bool,
+    /// The key file: one key per line, `#` comments; reloaded when it changes.
+    #[arg(long, env = "GLURPC_API_KEYS_FILE", default_value = "api_keys_list")]
+    pub api_keys_file: PathBuf,
+    /// Directory of the persisted cache.
+    #[arg(long, env = "GLURPC_CACHE_DIR", default_value = "cache_storage")]
+    pub cache_dir: PathBuf,
+    /// Keep forecasts on disk across restarts.
+    #[arg(long, env = "ENABLE_CACHE_PERSISTENCE", value_parser = py_bool, num_args = 0..=1, default_value = "true", default_missing_value = "true")]
+    pub enable_cache_persistence: bool,
+    /// Memory for the in-memory caches, MiB (uploads 1/4, forecasts 1/4, plots 1/2).
+    #[arg(long, env = "MAX_CACHE_SIZE", default_value_t = 256)]
+    pub max_cache_size: usize,
+    /// Disk for the persisted cache, MiB.
+    #[arg(long, env = "GLURPC_DISK_CACHE_MB", default_value_t = 1024)]
+    pub disk_cache_mb: u64,
+    /// Window jobs queued before background work is refused (503).
+    #[arg(long, env = "MAX_INFERENCE_QUEUE_SIZE", default_value_t = 4096)]
+    pub max_inference_queue_size: usize,
+    /// Model threads sharing the weights.
+    #[arg(long, env = "NUM_COPIES_PER_DEVICE", default_value_t = 1)]
+    pub num_copies_per_device: usize,
+    /// Shortest usable sequence, minutes (at least 540); the quick_plot window.
+    #[arg(long, env = "MINIMUM_DURATION_MINUTES", default_value_t = 540)]
+    pub minimum_duration_minutes: i64,
+    /// Longest span kept for /process_unified, minutes.
+    #[arg(long, env = "MAXIMUM_WANTED_DURATION", default_value_t = 1080)]
+    pub maximum_wanted_duration: i64,
+    /// Largest upload in bytes (after decompression).
+    #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = crate::formats::decode::DEFAULT_MAX_BYTES)]
+    pub max_upload_bytes: usize,
+    /// Largest gRPC message in bytes (default: room for a base64 upload at the upload limit).
+    #[arg(long, env = "GLURPC_GRPC_MAX_MESSAGE_BYTES")]
+    pub grpc_max_message_bytes: Option<usize>,
+    /// Longest wait for a forecast on CPU, seconds (then 504 / DEADLINE_EXCEEDED).
+    #[arg(long, env = "INFERENCE_TIMEOUT_CPU", default_value_t = 600.0)]
+    pub inference_timeout_cpu: f64,
+    /// Longest wait for a forecast on CUDA, seconds.
+    #[arg(long, env = "INFERENCE_TIMEOUT_GPU", default_value_t = 600.0)]
+    pub inference_timeout_gpu: f64,
+    /// SingularityNET service id, also reported as SERVING by grpc.health.v1.
+    #[arg(
+        long,
+        env = "GLURPC_SNET_SERVICE_ID",
+        default_value = "glucose_forecast"
+    )]
+    pub snet_service_id: String,
+    /// Seconds in-flight requests may run after SIGTERM/SIGINT.
+    #[arg(long, env = "GLURPC_SHUTDOWN_GRACE_S", default_value_t = 30.0)]
+    pub shutdown_grace_s: f64,
+}
+
+fn seconds(name: &str, s: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(s)
+        .with_context(|| format!("{name} must be a non-negative number of seconds"))
+}
+
+/// Runs `glurpc serve` until a signal.
+pub fn run(args: ServeArgs) -> Result<()> {
+    if args.minimum_duration_minutes < 540 {
+        bail!("MINIMUM_DURATION_MINUTES must be at least 540");
+    }
+    if args.maximum_wanted_duration < args.minimum_duration_minutes {
+        bail!("MAXIMUM_WANTED_DURATION must be at least MINIMUM_DURATION_MINUTES");
+    }
+    let keys = if args.enable_api_keys {
+        ApiKeys::from_file(&args.api_keys_file)?
+    } else {
+        ApiKeys::disabled()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(serve(args, keys))
+}
+
+async fn serve(args: ServeArgs, keys: ApiKeys) -> Result<()> {
+    let started = Instant::now();
+    let (model, mut cfg) = args.model.load().await?;
+    let cuda = model.device().is_cuda();
+    let memory = args.max_cache_size << 20;
+    cfg.upload_cache_bytes = memory / 4;
+    cfg.forecast_cache_bytes = memory / 4;
+    cfg.plot_cache_bytes = memory / 2;
+    cfg.cache_dir = args
+        .enable_cache_persistence
+        .then(|| args.cache_dir.clone());
+    cfg.disk_cache_bytes = args.disk_cache_mb << 20;
+    cfg.queue_capacity = args.max_inference_queue_size;
+    cfg.workers = args.num_copies_per_device.max(1);
+    cfg.full = WindowConfig {
+        min_minutes: args.minimum_duration_minutes,
+        max_minutes: args.maximum_wanted_duration,
+    };
+    cfg.quick = WindowConfig {
+        min_minutes: args.minimum_duration_minutes,
+        max_minutes: args.minimum_duration_minutes,
+    };
+    cfg.max_upload_bytes = args.max_upload_bytes;
+    let engine = Engine::start(model, cfg)?;
+    let warm = {
+        let e = engine.clone();
+        tokio::task::spawn_blocking(move || e.warm_up()).await??
+    };
+    let timeout = if cuda {
+        args.inference_timeout_gpu
+    } else {
+        args.inference_timeout_cpu
+    };
+    let svc = Service::new(engine, keys.clone(), seconds("INFERENCE_TIMEOUT", timeout)?);
+    keys.watch(Duration::from_secs(2));
+    // Base64 grows an upload by a third; leave room for the JSON around it.
+    let body_limit = args.max_upload_bytes / 3 * 4 + (1 << 20);
+    let cfg = ServerConfig {
+        host: args.host,
+        rest_port: (!args.grpc_only).then_some(args.rest_port),
+        grpc_port: (!args.rest_only).then_some(args.grpc_port),
+        max_body_bytes: body_limit,
+        grpc_max_message_bytes: args.grpc_max_message_bytes.unwrap_or(body_limit),
+        snet_service_id: args.snet_service_id.clone(),
+        shutdown_grace: seconds("GLURPC_SHUTDOWN_GRACE_S", args.shutdown_grace_s)?,
+    };
+    let running = match api::start(svc.clone(), &cfg).await {
+        Ok(r) => r,
+        Err(e) => {
+            let engine = svc.engine.clone();
+            tokio::task::spawn_blocking(move || engine.shutdown()).await?;
+            return Err(e.into());
+        }
+    };
+    let show = |a: Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
+    tracing::info!(
+        rest = %show(running.rest_addr),
+        grpc = %show(running.grpc_addr),
+        warm_up_ms = warm.as_secs_f64() * 1e3,
+        startup_ms = started.elapsed().as_secs_f64() * 1e3,
+        api_keys = keys.enabled(),
+        "ready"
+    );
+    // A stable line for scripts and supervisors.
+    eprintln!(
+        "glurpc ready: rest={} grpc={} in {:.0} ms",
+        show(running.rest_addr),
+        show(running.grpc_addr),
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    running.run_until(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
