@@ -332,7 +332,14 @@ async fn clients_that_leave_cancel_their_work() {
         .into_inner();
     settle(&s).await;
 
-    // A stream dropped after its first message: the rest is cancelled.
+    // A stream dropped after its first message: the rest is cancelled, and
+    // no task is left behind.
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let tasks_before = tasks();
     let before = s.svc().engine.health();
     let mut stream = c
         .stream_forecasts(proto::StreamForecastsRequest {
@@ -351,6 +358,15 @@ async fn clients_that_leave_cancel_their_work() {
     let inferred = after.windows_inferred - before.windows_inferred;
     assert!(cancelled > 50, "cancelled {cancelled}, inferred {inferred}");
     assert_eq!(cancelled + inferred, 110);
+    let t = Instant::now();
+    while tasks() > tasks_before {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{} tasks, {tasks_before} before",
+            tasks()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // While a stream keeps the model busy, single windows of another upload
     // whose clients leave are cancelled (the stream's own jobs still have
@@ -511,4 +527,48 @@ fn the_binary_shuts_down_gracefully_under_load() {
     // The cache was persisted on the way out.
     let files = std::fs::read_dir(dir.path().join("cache")).unwrap().count();
     assert!(files >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_past_the_inference_timeout_is_504_or_deadline_exceeded() {
+    let mut setup = Setup::small();
+    setup.model = default_size_model();
+    setup.timeout = Duration::from_millis(50);
+    let s = TestServer::start(setup).await;
+    let raw = common::dexcom_14d();
+    let mut c = s.grpc().await;
+    let f = c
+        .forecast(proto::ForecastRequest {
+            csv_base64: b64(&raw),
+            ..Default::default()
+        })
+        .await;
+    // The forward window alone takes longer than 50 ms on this model.
+    assert_eq!(f.unwrap_err().code(), Code::DeadlineExceeded);
+    let handle = s.svc().engine.handles().into_iter().next().unwrap();
+    let r = s
+        .http
+        .post(s.url("/draw_a_plot"))
+        .json(&json!({"handle": handle, "index": -3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["detail"],
+        "Request timeout"
+    );
+    let e = c
+        .draw_plot(proto::PlotRequest {
+            handle,
+            index: -4,
+            force_calculate: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), e.message()),
+        (Code::DeadlineExceeded, "Request timeout")
+    );
+    s.stop().await;
 }

@@ -126,7 +126,8 @@ pub async fn start(svc: Service, cfg: &ServerConfig) -> Result<Running, ServeErr
             .add_service(health_service)
             .add_service(reflection)
             .add_service(api);
-        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let signal = stopped(rx.clone());
         running.tasks.push((
             "gRPC",

@@ -130,7 +130,25 @@ pub(crate) struct Inner {
     /// The handle count and when it was taken (the disk is listed at most
     /// once a second for `/health`).
     pub(crate) handle_count: std::sync::Mutex<Option<(std::time::Instant, usize)>>,
+    /// SHA-256 of raw upload bytes to their handle: a repeated upload is
+    /// not parsed again while its prepared windows are kept.
+    pub(crate) raw_handles: dashmap::DashMap<[u8; 32], String>,
     workers: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Raw-upload digests remembered before the map is cleared.
+const RAW_HANDLES: usize = 100_000;
+
+/// The SHA-256 of one or more uploaded files (lengths included, so the
+/// split between files counts).
+fn raw_digest(files: &[&[u8]]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for f in files {
+        h.update((f.len() as u64).to_le_bytes());
+        h.update(f);
+    }
+    h.finalize().into()
 }
 
 /// The cloneable engine handle.
@@ -175,6 +193,7 @@ impl Engine {
             workers: std::sync::Mutex::new(Vec::new()),
             disk,
             handle_count: std::sync::Mutex::new(None),
+            raw_handles: dashmap::DashMap::new(),
             cfg,
         });
         let count = inner.cfg.workers.max(1);
@@ -253,19 +272,40 @@ impl Engine {
         if self.inner.jobs.is_closed() {
             return Err(EngineError::ShuttingDown);
         }
-        let parsed = self.convert_blocking(files)?;
-        let handle = parsed.handle.clone();
-        let mut upload = match self.inner.existing(&handle, opts.kind)? {
-            Some(u) => u,
-            None => self.inner.insert_upload(Upload::build(
-                handle.clone(),
-                Arc::from(parsed.csv.as_str()),
-                &parsed.table,
-                opts.kind,
-                self.inner.window_config(opts.kind),
-                self.inner.next_version(),
-            )?),
+        // Bytes seen before: skip parsing when their upload is still kept.
+        let digest = raw_digest(files);
+        let seen = self
+            .inner
+            .raw_handles
+            .get(&digest)
+            .map(|h| h.value().clone());
+        let kept = match seen {
+            Some(h) => self.inner.existing(&h, opts.kind)?,
+            None => None,
         };
+        let mut upload = match kept {
+            Some(u) => u,
+            None => {
+                let parsed = self.convert_blocking(files)?;
+                let handle = parsed.handle.clone();
+                if self.inner.raw_handles.len() >= RAW_HANDLES {
+                    self.inner.raw_handles.clear();
+                }
+                self.inner.raw_handles.insert(digest, handle.clone());
+                match self.inner.existing(&handle, opts.kind)? {
+                    Some(u) => u,
+                    None => self.inner.insert_upload(Upload::build(
+                        handle,
+                        Arc::from(parsed.csv.as_str()),
+                        &parsed.table,
+                        opts.kind,
+                        self.inner.window_config(opts.kind),
+                        self.inner.next_version(),
+                    )?),
+                }
+            }
+        };
+        let handle = upload.handle.clone();
         if opts.force {
             upload = self.inner.new_version(&upload);
         }
