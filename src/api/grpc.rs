@@ -84,7 +84,7 @@ impl From<Health> for proto::HealthResponse {
             inference_requests_by_priority: h
                 .inference_requests_by_priority
                 .into_iter()
-                .map(|(p, n)| (p, i(n)))
+                .filter_map(|(p, n)| Some((p.parse().ok()?, i(n))))
                 .collect(),
             total_inference_errors: i(h.total_inference_errors),
             total_calc_runs: i(h.total_calc_runs),

@@ -67,8 +67,10 @@ pub struct Forward {
     pub plot: Arc<PlotBytes>,
 }
 
-/// The reference's 23 health fields, in order.
-#[derive(Debug, Clone, PartialEq)]
+/// `GET /health` and `CheckHealth`: exactly the reference's 23 fields, in
+/// its order (REST serialises this struct as it is).
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object, serde::Serialize)]
+#[oai(rename = "HealthResponse")]
 #[allow(missing_docs)]
 pub struct Health {
     pub status: String,
@@ -86,7 +88,7 @@ pub struct Health {
     pub median_request_time_ms: f64,
     pub min_request_time_ms: f64,
     pub max_request_time_ms: f64,
-    pub inference_requests_by_priority: Vec<(i32, i64)>,
+    pub inference_requests_by_priority: std::collections::BTreeMap<String, i64>,
     pub total_inference_errors: i64,
     pub total_calc_runs: i64,
     pub total_calc_errors: i64,
@@ -284,7 +286,7 @@ impl Service {
             inference_requests_by_priority: h
                 .inference_requests_by_priority
                 .iter()
-                .filter_map(|(p, n)| Some((p.parse().ok()?, i(*n))))
+                .map(|(p, n)| (p.clone(), i(*n)))
                 .collect(),
             total_inference_errors: i(h.total_inference_errors),
             total_calc_runs: i(h.total_calc_runs),

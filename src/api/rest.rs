@@ -13,7 +13,7 @@ use crate::engine::EngineError;
 use crate::plot::PlotFormat;
 
 use super::error::ApiError;
-use super::ops::{Service, Source};
+use super::ops::{Health, Service, Source};
 use super::rest_layers::Frontline;
 use super::rest_types::*;
 
@@ -196,8 +196,8 @@ impl RestApi {
 
     /// Service health: the reference's 23 fields. Public, always 200.
     #[oai(path = "/health", method = "get")]
-    async fn health(&self) -> OrderedJson<HealthResponse> {
-        OrderedJson(self.svc.health().into())
+    async fn health(&self) -> OrderedJson<Health> {
+        OrderedJson(self.svc.health())
     }
 
     /// Prometheus metrics (text exposition format). Public.

@@ -2,8 +2,6 @@
 //! names, defaults, validation), the error responses, and the two bodies
 //! sent as prepared bytes (a plot, and `/quick_plot`'s object around one).
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 use poem::{IntoResponse, Response};
 use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchema, Registry};
@@ -16,7 +14,6 @@ use crate::pipeline::FormattedWarnings;
 use crate::plot::PlotFormat;
 
 use super::error::ApiError;
-use super::ops::Health;
 
 /// `POST /convert_to_unified`: the upload.
 #[derive(Debug, Multipart)]
@@ -199,69 +196,6 @@ impl From<CacheReport> for CacheManagementResponse {
             cache_size: r.cache_size as i64,
             persisted_count: r.persisted_count as i64,
             items_affected: r.items_affected.map(|n| n as i64),
-        }
-    }
-}
-
-/// `GET /health`: exactly the reference's 23 fields.
-#[derive(Debug, Object, Serialize)]
-#[allow(missing_docs)]
-pub struct HealthResponse {
-    pub status: String,
-    pub load_status: String,
-    pub cache_size: i64,
-    pub models_initialized: bool,
-    pub available_priority_models: i64,
-    pub available_general_models: i64,
-    pub avg_fulfillment_time_ms: f64,
-    pub vmem_usage_mb: f64,
-    pub device: String,
-    pub total_http_requests: i64,
-    pub total_http_errors: i64,
-    pub avg_request_time_ms: f64,
-    pub median_request_time_ms: f64,
-    pub min_request_time_ms: f64,
-    pub max_request_time_ms: f64,
-    pub inference_requests_by_priority: BTreeMap<String, i64>,
-    pub total_inference_errors: i64,
-    pub total_calc_runs: i64,
-    pub total_calc_errors: i64,
-    pub inference_queue_size: i64,
-    pub inference_queue_capacity: i64,
-    pub calc_queue_size: i64,
-    pub calc_queue_capacity: i64,
-}
-
-impl From<Health> for HealthResponse {
-    fn from(h: Health) -> Self {
-        HealthResponse {
-            status: h.status,
-            load_status: h.load_status,
-            cache_size: h.cache_size,
-            models_initialized: h.models_initialized,
-            available_priority_models: h.available_priority_models,
-            available_general_models: h.available_general_models,
-            avg_fulfillment_time_ms: h.avg_fulfillment_time_ms,
-            vmem_usage_mb: h.vmem_usage_mb,
-            device: h.device,
-            total_http_requests: h.total_http_requests,
-            total_http_errors: h.total_http_errors,
-            avg_request_time_ms: h.avg_request_time_ms,
-            median_request_time_ms: h.median_request_time_ms,
-            min_request_time_ms: h.min_request_time_ms,
-            max_request_time_ms: h.max_request_time_ms,
-            inference_requests_by_priority: h
-                .inference_requests_by_priority
-                .into_iter()
-                .map(|(p, n)| (p.to_string(), n))
-                .collect(),
-            total_inference_errors: h.total_inference_errors,
-            total_calc_runs: h.total_calc_runs,
-            total_calc_errors: h.total_calc_errors,
-            inference_queue_size: h.inference_queue_size,
-            inference_queue_capacity: h.inference_queue_capacity,
-            calc_queue_size: h.calc_queue_size,
-            calc_queue_capacity: h.calc_queue_capacity,
         }
     }
 }
