@@ -33,6 +33,19 @@ async fn reference_methods_match_rest() {
         .unwrap()
         .into_inner();
     assert!(bad.csv_content.is_empty() && bad.error.starts_with("Unknown CGM data format"));
+    // Messages well above gRPC's default 4 MiB are accepted.
+    let big = c
+        .convert_to_unified(proto::ConvertToUnifiedRequest {
+            file_content: vec![b'z'; 6 << 20],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        big.error.starts_with("Unknown CGM data format"),
+        "{}",
+        big.error
+    );
 
     // SNET forwards its payment metadata: it must be ignored.
     let mut req = tonic::Request::new(proto::ProcessUnifiedRequest {
@@ -279,6 +292,29 @@ async fn streaming_health_service_and_reflection() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
+
+    // The middleware counted the streams by their final status (trailers).
+    let m = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("endpoint=\"StreamForecasts\",status=\"Ok\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("endpoint=\"StreamForecasts\",status=\"NotFound\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("endpoint=\"StreamForecasts\",status=\"InvalidArgument\"} 1"),
+        "{m}"
+    );
 
     // grpc.health.v1 for "", the service and the SNET id.
     use tonic_health::pb::health_check_response::ServingStatus;

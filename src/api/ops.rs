@@ -61,7 +61,7 @@ pub enum Source {
 pub struct Forward {
     /// The upload's handle.
     pub handle: String,
-    /// Its warnings (default when given a handle).
+    /// Its warnings.
     pub warnings: FormattedWarnings,
     /// The forecast in the requested format.
     pub plot: Arc<PlotBytes>,
@@ -229,7 +229,10 @@ impl Service {
                 let p = self.engine.process(vec![file], opts).await?;
                 (p.handle, p.warnings)
             }
-            Source::Handle(h) => (h, FormattedWarnings::default()),
+            Source::Handle(h) => {
+                let up = self.engine.upload(&h, WindowKind::Full).await?;
+                (h, up.prepared.warnings.clone())
+            }
         };
         let key = WindowKey {
             handle: handle.clone(),
