@@ -350,7 +350,7 @@ fn engine_metrics(out: &mut String, h: &HealthSnapshot, c: &CacheStats) {
         "process_resident_memory_bytes",
         "gauge",
         "Resident memory of the process.",
-        &[("", current_rss_bytes())],
+        &[("", crate::engine::stats::current_rss_bytes())],
     );
     metric(
         out,
@@ -359,20 +359,6 @@ fn engine_metrics(out: &mut String, h: &HealthSnapshot, c: &CacheStats) {
         "Peak resident memory of the process.",
         &[("", h.vmem_usage_mb * 1024.0 * 1024.0)],
     );
-}
-
-/// Current resident set size (`VmRSS`), bytes; 0 where /proc is missing.
-pub fn current_rss_bytes() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb * 1024.0)
-        .unwrap_or(0.0)
 }
 
 #[cfg(test)]

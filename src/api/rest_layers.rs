@@ -22,6 +22,7 @@ use super::disconnect::Connections;
 use super::error::ApiError;
 use super::metrics::Protocol;
 use super::ops::Service;
+use super::rest_types::ErrorResponse;
 
 /// Paths that need an API key (when keys are on).
 const PROTECTED: [&str; 5] = [
@@ -115,16 +116,9 @@ pub struct FrontlineEndpoint<E> {
     conns: Arc<Connections>,
 }
 
+/// The error response of `e`: the same mapping the handlers use.
 fn failure(e: &ApiError) -> Response {
-    let f = e.http();
-    let mut resp = poem::web::Json(serde_json::json!({ "detail": f.detail }))
-        .with_status(StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-        .into_response();
-    if let Some(s) = f.retry_after_s {
-        resp.headers_mut()
-            .insert(http::header::RETRY_AFTER, HeaderValue::from(s));
-    }
-    resp
+    ErrorResponse::from(e.clone()).into_response()
 }
 
 /// FastAPI's request-validation body for a poem-openapi parse failure.

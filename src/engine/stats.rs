@@ -177,16 +177,28 @@ pub fn load_status(queued: usize, capacity: usize) -> &'static str {
 
 /// Peak resident set size (`VmHWM`), MiB; 0 where /proc is not available.
 pub fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
+    proc_status_kb("VmHWM:")
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
+}
+
+/// Current resident set size (`VmRSS`), bytes; 0 where /proc is not available.
+pub fn current_rss_bytes() -> f64 {
+    proc_status_kb("VmRSS:")
+        .map(|kb| kb * 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// A `kB` field of `/proc/self/status`.
+fn proc_status_kb(field: &str) -> Option<f64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
