@@ -12,6 +12,7 @@ pub mod formats;
 pub mod model;
 pub mod pipeline;
 pub mod plot;
+pub mod train;
 
 pub mod proto {
     //! Generated gRPC types for package `glurpc` (wire-compatible with gluRPC 0.6.3).

@@ -113,3 +113,55 @@ fn formats_forward_forecasts_and_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(!out.stderr.is_empty());
 }
+
+/// With no `--model`, the embedded default model forecasts the next hour
+/// offline: plausible values that start near the last reading, a band
+/// around the median, and the same output twice.
+#[test]
+fn the_default_model_forecasts_offline() {
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_glurpc"))
+            .arg("predict")
+            .arg(root().join("tests/data/real/dexcom_us_14d.csv"))
+            .args(["--forecast", "--format", "json"])
+            .env("HF_HUB_OFFLINE", "1")
+            .env("HF_HOME", root().join("no-such-hf-home"))
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = |x: &serde_json::Value| x.as_f64().unwrap();
+    let last = f(v["history"].as_array().unwrap().last().unwrap());
+    let median: Vec<f64> = v["median"].as_array().unwrap().iter().map(f).collect();
+    let lo: Vec<f64> = v["quantiles"]["0.05"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(f)
+        .collect();
+    let hi: Vec<f64> = v["quantiles"]["0.95"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(f)
+        .collect();
+    assert_eq!(median.len(), 12);
+    assert!(
+        (median[0] - last).abs() < 30.0,
+        "last {last}, forecast {median:?}"
+    );
+    for t in 0..12 {
+        assert!((30.0..=450.0).contains(&median[t]), "{median:?}");
+        assert!(
+            lo[t] < median[t] && median[t] < hi[t],
+            "step {t}: {lo:?} {hi:?}"
+        );
+    }
+    assert_eq!(run().stdout, out.stdout);
+}

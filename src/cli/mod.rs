@@ -1,15 +1,18 @@
 //! The command line: `glurpc convert` and `glurpc inspect` (ingestion),
 //! `glurpc model` (weights), `glurpc predict` (one forecast without a
-//! server), `glurpc serve` (the service). Every option is also an
+//! server), `glurpc serve` (the service), `glurpc train` and `glurpc
+//! evaluate` (the model's training and accuracy). Every option is also an
 //! environment variable.
 
 mod model_cmd;
 mod predict;
 mod serve;
+mod train;
 
 pub use model_cmd::ModelCommand;
 pub use predict::{ModelArgs, PredictArgs};
 pub use serve::ServeArgs;
+pub use train::{EvaluateArgs, TrainArgs};
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -44,6 +47,10 @@ pub enum Command {
     Predict(Box<PredictArgs>),
     /// Run the service: REST (port 8000) and gRPC (port 7003) over one engine.
     Serve(Box<ServeArgs>),
+    /// Train a Gluformer on CGM files, with early stopping on other people's data.
+    Train(Box<TrainArgs>),
+    /// Score a model on held-out CGM files: RMSE, MAE and band coverage against baselines.
+    Evaluate(Box<EvaluateArgs>),
 }
 
 /// Options shared by commands that read uploads.
@@ -223,6 +230,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Model(cmd) => model_cmd::run(cmd)?,
         Command::Predict(args) => predict::run(*args)?,
         Command::Serve(args) => serve::run(*args)?,
+        Command::Train(args) => train::run_train(*args)?,
+        Command::Evaluate(args) => train::run_evaluate(*args)?,
         Command::Convert(args) => {
             let parsed = args.input.parse()?;
             match &args.output {

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
 use crate::engine::{Engine, EngineConfig, ProcessOptions, Target, WindowKey, WindowKind};
@@ -20,6 +20,7 @@ use super::InputArgs;
 pub struct ModelArgs {
     /// A local directory or weights file, or a Hub id `owner/name[@revision][:file]`
     /// (e.g. `Livia-Zaharia/gluformer_models` for the published large model).
+    /// Default: the small model shipped in `model/`, embedded in the binary.
     #[arg(long, env = "GLURPC_MODEL")]
     pub model: Option<String>,
     /// `cpu` or `cuda:N` (needs a build with `--features cuda`).
@@ -43,21 +44,24 @@ impl ModelArgs {
     /// Resolves and loads the model, and the engine settings it implies
     /// (samples, seed, batch size, model id for the disk cache).
     pub async fn load(&self) -> Result<(model::Gluformer, EngineConfig)> {
-        let Some(id) = self.model.as_deref() else {
-            bail!(
-                "no model given and no default model is shipped yet: pass --model DIR \
-                 (a folder with model.safetensors and config.json) or a Hub id such as {}",
-                source::REFERENCE_REPO
-            );
-        };
-        let files = source::resolve(id).await?;
         let device = model::parse_device(&self.device)?;
-        let weights = files.weights.clone();
-        let (m, model_id) = tokio::task::spawn_blocking(move || -> Result<_> {
-            Ok((model::load(&files, &device)?, model::sha256_file(&weights)?))
-        })
-        .await
-        .context("loading the model")??;
+        let (m, model_id) = match self.model.as_deref() {
+            None => {
+                let m = tokio::task::spawn_blocking(move || model::default::load(&device))
+                    .await
+                    .context("loading the default model")??;
+                (m, model::default::sha256())
+            }
+            Some(id) => {
+                let files = source::resolve(id).await?;
+                let weights = files.weights.clone();
+                tokio::task::spawn_blocking(move || -> Result<_> {
+                    Ok((model::load(&files, &device)?, model::sha256_file(&weights)?))
+                })
+                .await
+                .context("loading the model")??
+            }
+        };
         let cfg = EngineConfig {
             samples: if self.deterministic { 0 } else { self.samples },
             seed: self.seed,

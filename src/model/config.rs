@@ -38,6 +38,13 @@ pub struct GluformerConfig {
     pub activ: String,
     /// Distilling ConvLayers between encoder layers.
     pub distil: bool,
+    /// glurpc extension: each MC sample also carries its pass's predicted
+    /// spread (a seeded standard normal draw times `exp(logvar / 2)`, one
+    /// draw per sample path), so the samples follow the Gaussian mixture the
+    /// loss trains (Gluformer's predictive distribution), not dropout alone.
+    /// Off for the published weights, which gluRPC samples by dropout only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mixture_samples: bool,
 }
 
 impl Default for GluformerConfig {
@@ -57,6 +64,7 @@ impl Default for GluformerConfig {
             r_drop: 0.2,
             activ: "gelu".into(),
             distil: true,
+            mixture_samples: false,
         }
     }
 }

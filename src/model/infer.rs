@@ -7,7 +7,7 @@
 use candle_core::{Device, Tensor};
 
 use super::ModelError;
-use super::dropout::{NoDropout, RowRng, splitmix64};
+use super::dropout::{NoDropout, Rng, RowRng, splitmix64};
 use super::layers::BatchNormMode;
 use super::network::{Gluformer, Inputs};
 
@@ -98,6 +98,70 @@ impl Forecast {
         let start = (i * self.steps + t) * self.samples;
         &self.pred[start..start + self.samples]
     }
+}
+
+/// The standard normal quantile (Acklam's rational approximation, relative
+/// error below 1.2e-9) for `p` in (0, 1).
+pub fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
+}
+
+/// The standard normal draws of a window's `samples` sample paths,
+/// stratified: the quantiles at `(j + 0.5) / samples` in an order shuffled
+/// by the window's seed, so every window's draws are balanced (they sum to
+/// zero and the median is not moved by the luck of the draw).
+pub fn mixture_draws(seed: u64, samples: usize) -> Vec<f32> {
+    let mut order: Vec<usize> = (0..samples).collect();
+    let mut rng = Rng::new(splitmix64(seed ^ 0x4E01_5E00_0000_0001));
+    for i in (1..samples).rev() {
+        order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+    }
+    order
+        .into_iter()
+        .map(|j| normal_quantile((j as f64 + 0.5) / samples as f64) as f32)
+        .collect()
 }
 
 /// The dropout seed of sample `s` of a window seeded `seed`.
@@ -224,8 +288,16 @@ impl Gluformer {
                         self.forward(&inp, batch_norm, &mut RowRng::new(seeds), None)?
                     }
                 };
-                rows_pred.extend(p.flatten_all()?.to_vec1::<f32>()?);
-                logvar.extend(lv.flatten_all()?.to_vec1::<f32>()?);
+                let mut p = p.flatten_all()?.to_vec1::<f32>()?;
+                let lv = lv.flatten_all()?.to_vec1::<f32>()?;
+                if self.config().mixture_samples && matches!(opts.mode, Mode::MonteCarlo { .. }) {
+                    for ((row, &(i, k)), v) in p.chunks_mut(steps).zip(part).zip(&lv) {
+                        let shift = mixture_draws(windows[i].seed, s)[k] * (v / 2.0).exp();
+                        row.iter_mut().for_each(|x| *x += shift);
+                    }
+                }
+                rows_pred.extend(p);
+                logvar.extend(lv);
             }
             for j in 0..chunk.len() {
                 for t in 0..steps {
@@ -240,5 +312,35 @@ impl Gluformer {
             pred,
             logvar,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_quantiles_are_accurate() {
+        for (p, z) in [
+            (0.5, 0.0),
+            (0.975, 1.959_963_985),
+            (0.05, -1.644_853_627),
+            (0.01, -2.326_347_874),
+            (0.999, 3.090_232_306),
+        ] {
+            assert!((normal_quantile(p) - z).abs() < 1e-8, "{p}");
+        }
+    }
+
+    #[test]
+    fn mixture_draws_are_balanced_seeded_strata() {
+        let a = mixture_draws(42, 10);
+        assert_eq!(a, mixture_draws(42, 10));
+        assert_ne!(a, mixture_draws(43, 10));
+        assert!(a.iter().sum::<f32>().abs() < 1e-5);
+        let mut sorted = a.clone();
+        sorted.sort_by(f32::total_cmp);
+        assert!((sorted[0] + 1.644_853_6).abs() < 1e-5 && (sorted[9] - 1.644_853_6).abs() < 1e-5);
+        assert_eq!(mixture_draws(1, 1), vec![0.0]);
     }
 }

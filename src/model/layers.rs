@@ -22,12 +22,35 @@ pub enum BatchNormMode {
 
 const NORM_EPS: f64 = 1e-5;
 
-pub(crate) fn get(sd: &StateDict, key: &str) -> Result<Tensor, ModelError> {
-    sd.get(key).cloned().ok_or_else(|| ModelError::StateDict {
-        missing: vec![key.to_string()],
-        unexpected: vec![],
-        mis_shaped: vec![],
-    })
+/// Which implementation the layers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ops {
+    /// The fused CPU kernels where they apply (inference).
+    #[default]
+    Fast,
+    /// candle's differentiable ops only, so gradients reach the weights
+    /// (training). Slower; same results to float rounding.
+    Autograd,
+}
+
+/// A state dict and the ops the layers built from it run.
+#[derive(Debug, Clone, Copy)]
+pub struct Weights<'a> {
+    /// The tensors by torch key.
+    pub sd: &'a StateDict,
+    /// The implementation.
+    pub ops: Ops,
+}
+
+pub(crate) fn get(sd: &Weights, key: &str) -> Result<Tensor, ModelError> {
+    sd.sd
+        .get(key)
+        .cloned()
+        .ok_or_else(|| ModelError::StateDict {
+            missing: vec![key.to_string()],
+            unexpected: vec![],
+            mis_shaped: vec![],
+        })
 }
 
 /// A tensor holding token rows `start..` of a sequence of `full` tokens (the
@@ -80,21 +103,27 @@ pub(crate) fn dropout(
 pub struct Linear {
     w_t: Tensor,
     b: Tensor,
+    fused: bool,
 }
 
 impl Linear {
     /// From a (out, in) weight (or (out, in, 1) for kernel-1 convolutions).
-    pub fn load(sd: &StateDict, prefix: &str) -> Result<Self, ModelError> {
+    pub fn load(sd: &Weights, prefix: &str) -> Result<Self, ModelError> {
         let w = get(sd, &format!("{prefix}.weight"))?;
         let w = if w.rank() == 3 { w.squeeze(2)? } else { w };
         Ok(Linear {
             w_t: w.t()?.contiguous()?,
             b: get(sd, &format!("{prefix}.bias"))?,
+            fused: sd.ops == Ops::Fast,
         })
     }
 
-    fn from_parts(w_t: Tensor, b: Tensor) -> Self {
-        Linear { w_t, b }
+    fn from_parts(w_t: Tensor, b: Tensor, ops: Ops) -> Self {
+        Linear {
+            w_t,
+            b,
+            fused: ops == Ops::Fast,
+        }
     }
 
     /// Applies the map to (..., in).
@@ -106,7 +135,7 @@ impl Linear {
         let mut out = dims;
         let last = out.len() - 1;
         out[last] = n;
-        if kernels::on_cpu(x.device()) {
+        if self.fused && kernels::on_cpu(x.device()) {
             let y = kernels::with_slice(x, |a| {
                 kernels::with_slice(&self.w_t, |w| {
                     kernels::with_slice(&self.b, |b| Ok(kernels::linear(a, rows, k, w, n, b)))
@@ -125,25 +154,26 @@ impl Linear {
 pub struct LayerNorm {
     w: Tensor,
     b: Tensor,
+    ops: Ops,
 }
 
 impl LayerNorm {
     /// From `{prefix}.weight` / `.bias`.
-    pub fn load(sd: &StateDict, prefix: &str) -> Result<Self, ModelError> {
+    pub fn load(sd: &Weights, prefix: &str) -> Result<Self, ModelError> {
         Ok(LayerNorm {
             w: get(sd, &format!("{prefix}.weight"))?,
             b: get(sd, &format!("{prefix}.bias"))?,
+            ops: sd.ops,
         })
     }
 
     /// Normalises (..., D).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {
-        Ok(candle_nn::ops::layer_norm(
-            &x.contiguous()?,
-            &self.w,
-            &self.b,
-            NORM_EPS as f32,
-        )?)
+        let norm = match self.ops {
+            Ops::Fast => candle_nn::ops::layer_norm,
+            Ops::Autograd => candle_nn::ops::layer_norm_slow,
+        };
+        Ok(norm(&x.contiguous()?, &self.w, &self.b, NORM_EPS as f32)?)
     }
 }
 
@@ -157,7 +187,7 @@ fn circular_neighbours(x: &Tensor) -> Result<Tensor, ModelError> {
 }
 
 /// Circular kernel-3 Conv1d as a linear map on [x[t-1], x[t], x[t+1]].
-fn circular_conv(sd: &StateDict, prefix: &str) -> Result<Linear, ModelError> {
+fn circular_conv(sd: &Weights, prefix: &str) -> Result<Linear, ModelError> {
     let w = get(sd, &format!("{prefix}.weight"))?; // (out, in, 3)
     let (out, inp, k) = w.dims3()?;
     let w_t = w
@@ -166,7 +196,11 @@ fn circular_conv(sd: &StateDict, prefix: &str) -> Result<Linear, ModelError> {
         .reshape((out, k * inp))?
         .t()?
         .contiguous()?;
-    Ok(Linear::from_parts(w_t, get(sd, &format!("{prefix}.bias"))?))
+    Ok(Linear::from_parts(
+        w_t,
+        get(sd, &format!("{prefix}.bias"))?,
+        sd.ops,
+    ))
 }
 
 /// Value + position + covariate embedding, the subject token prepended, dropout.
@@ -181,7 +215,7 @@ pub struct DataEmbedding {
 
 impl DataEmbedding {
     /// From `{prefix}.{value,time,positional,subject}_embedding`.
-    pub fn load(sd: &StateDict, prefix: &str, p: f32) -> Result<Self, ModelError> {
+    pub fn load(sd: &Weights, prefix: &str, p: f32) -> Result<Self, ModelError> {
         let pos = get(sd, &format!("{prefix}.positional_embedding.pos_emb"))?;
         Ok(DataEmbedding {
             value: circular_conv(sd, &format!("{prefix}.value_embedding.conv"))?,
@@ -221,12 +255,13 @@ pub struct Attention {
     head_dim: usize,
     causal: bool,
     p: f32,
+    ops: Ops,
 }
 
 impl Attention {
     /// From `{prefix}.proj_{q,k,v,out}`.
     pub fn load(
-        sd: &StateDict,
+        sd: &Weights,
         prefix: &str,
         heads: usize,
         head_dim: usize,
@@ -243,6 +278,7 @@ impl Attention {
             head_dim,
             causal,
             p,
+            ops: sd.ops,
         })
     }
 
@@ -271,7 +307,7 @@ impl Attention {
                 m.narrow(2, q_offset, nq)?
             })
         };
-        if kernels::on_cpu(q_in.device()) {
+        if self.ops == Ops::Fast && kernels::on_cpu(q_in.device()) {
             let nk = kv.dim(1)?;
             let (q, k, v) = (
                 self.q.forward(q_in)?,
@@ -313,7 +349,10 @@ impl Attention {
             scores = scores.broadcast_add(&causal_mask(nq, nk, q_offset, q_in.device())?)?;
         }
         let scores = (scores / (self.head_dim as f64).sqrt())?;
-        let att = candle_nn::ops::softmax_last_dim(&scores)?;
+        let att = match self.ops {
+            Ops::Fast => candle_nn::ops::softmax_last_dim(&scores)?,
+            Ops::Autograd => candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?,
+        };
         let att = match masks.mask(&[b, self.heads, full_q, nk], self.p, q_in.device())? {
             Some(m) => att.mul(&mask_rows(m)?)?,
             None => att,
@@ -351,7 +390,7 @@ pub struct FeedForward {
 
 impl FeedForward {
     /// From `{prefix}.conv1` / `{prefix}.conv2`.
-    pub fn load(sd: &StateDict, prefix: &str, relu: bool, p: f32) -> Result<Self, ModelError> {
+    pub fn load(sd: &Weights, prefix: &str, relu: bool, p: f32) -> Result<Self, ModelError> {
         Ok(FeedForward {
             up: Linear::load(sd, &format!("{prefix}.conv1"))?,
             down: Linear::load(sd, &format!("{prefix}.conv2"))?,
@@ -386,7 +425,7 @@ pub struct ConvLayer {
 
 impl ConvLayer {
     /// From `{prefix}.downConv` and `{prefix}.norm`.
-    pub fn load(sd: &StateDict, prefix: &str) -> Result<Self, ModelError> {
+    pub fn load(sd: &Weights, prefix: &str) -> Result<Self, ModelError> {
         let w = get(sd, &format!("{prefix}.norm.weight"))?;
         let b = get(sd, &format!("{prefix}.norm.bias"))?;
         let mean = get(sd, &format!("{prefix}.norm.running_mean"))?;
@@ -403,24 +442,32 @@ impl ConvLayer {
         })
     }
 
-    /// (B, T, D) → (B, floor((T-1)/2)+1, D).
-    pub fn forward(&self, x: &Tensor, mode: BatchNormMode) -> Result<Tensor, ModelError> {
+    /// (B, T, D) → (B, floor((T-1)/2)+1, D), with the batch mean and
+    /// biased variance (D each) in [`BatchNormMode::Batch`].
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mode: BatchNormMode,
+    ) -> Result<(Tensor, Option<(Tensor, Tensor)>), ModelError> {
         let (b, t, d) = x.dims3()?;
         let y = self.conv.forward(&circular_neighbours(x)?)?;
-        let y = match mode {
-            BatchNormMode::Running => y
-                .broadcast_mul(&self.running_scale)?
-                .broadcast_add(&self.running_shift)?,
+        let (y, stats) = match mode {
+            BatchNormMode::Running => (
+                y.broadcast_mul(&self.running_scale)?
+                    .broadcast_add(&self.running_shift)?,
+                None,
+            ),
             BatchNormMode::Batch => {
                 let flat = y.reshape((b * t, d))?;
                 let mean = flat.mean_keepdim(0)?;
                 let centred = flat.broadcast_sub(&mean)?;
                 let var = centred.sqr()?.mean_keepdim(0)?;
-                centred
-                    .broadcast_div(&(var + NORM_EPS)?.sqrt()?)?
+                let y = centred
+                    .broadcast_div(&(&var + NORM_EPS)?.sqrt()?)?
                     .broadcast_mul(&self.weight)?
                     .broadcast_add(&self.bias)?
-                    .reshape((b, t, d))?
+                    .reshape((b, t, d))?;
+                (y, Some((mean.squeeze(0)?, var.squeeze(0)?)))
             }
         };
         let y = y.elu(1.0)?;
@@ -433,7 +480,7 @@ impl ConvLayer {
             let idx = Tensor::from_vec(idx, out_len, x.device())?;
             Ok(padded.index_select(&idx, 1)?)
         };
-        Ok(pick(0)?.maximum(&pick(1)?)?.maximum(&pick(2)?)?)
+        Ok((pick(0)?.maximum(&pick(1)?)?.maximum(&pick(2)?)?, stats))
     }
 }
 
@@ -447,7 +494,7 @@ pub struct Variance {
 
 impl Variance {
     /// From `var.proj1` / `var.proj2`.
-    pub fn load(sd: &StateDict, prefix: &str, p: f32) -> Result<Self, ModelError> {
+    pub fn load(sd: &Weights, prefix: &str, p: f32) -> Result<Self, ModelError> {
         Ok(Variance {
             proj1: Linear::load(sd, &format!("{prefix}.proj1"))?,
             proj2: Linear::load(sd, &format!("{prefix}.proj2"))?,

@@ -1,8 +1,10 @@
 //! The model layer: Gluformer in candle. Owns the configuration, the state
 //! dict (safetensors or `.pth`, strictly checked), model sources (local or
-//! Hugging Face Hub), the network, dropout masks and batched inference.
+//! Hugging Face Hub, or the default model embedded from `model/`), the
+//! network, dropout masks and batched inference.
 
 pub mod config;
+pub mod default;
 pub mod dropout;
 pub mod infer;
 pub mod init;

@@ -10,8 +10,8 @@ use super::ModelError;
 use super::config::GluformerConfig;
 use super::dropout::MaskSource;
 use super::layers::{
-    Attention, BatchNormMode, ConvLayer, DataEmbedding, FeedForward, LayerNorm, Linear, Rows,
-    Variance, dropout,
+    Attention, BatchNormMode, ConvLayer, DataEmbedding, FeedForward, LayerNorm, Linear, Ops, Rows,
+    Variance, Weights, dropout,
 };
 use super::weights::{self, StateDict};
 
@@ -32,6 +32,11 @@ pub struct Inputs {
 
 /// Activations recorded by module name (the torch module paths).
 pub type Capture = HashMap<String, Tensor>;
+
+/// Per-channel batch mean and biased variance of each distilling ConvLayer's
+/// BatchNorm input, in layer order (training updates the running statistics
+/// from them).
+pub type BatchStats = Vec<(Tensor, Tensor)>;
 
 #[derive(Debug, Clone)]
 struct EncoderLayer {
@@ -116,18 +121,30 @@ impl Gluformer {
         cfg: GluformerConfig,
         device: &Device,
     ) -> Result<Self, ModelError> {
+        Self::build(sd, cfg, device, Ops::Fast)
+    }
+
+    /// As [`Gluformer::from_state_dict`], running the layers with `ops`
+    /// ([`Ops::Autograd`] lets gradients reach the state dict's variables).
+    pub fn build(
+        sd: StateDict,
+        cfg: GluformerConfig,
+        device: &Device,
+        ops: Ops,
+    ) -> Result<Self, ModelError> {
         cfg.validate()?;
         weights::check(&sd, &cfg)?;
         let sd = weights::to_f32(sd, device)?;
+        let sd = &Weights { sd: &sd, ops };
         let p = cfg.r_drop;
         let (h, dk, relu) = (cfg.n_heads, cfg.head_dim(), cfg.is_relu());
-        let ln = |k: &str| LayerNorm::load(&sd, k);
+        let ln = |k: &str| LayerNorm::load(sd, k);
         let enc_layers = (0..cfg.num_enc_layers)
             .map(|l| {
                 let pre = format!("encoder.enc_layers.{l}");
                 Ok(EncoderLayer {
-                    att: Attention::load(&sd, &format!("{pre}.att"), h, dk, false, p)?,
-                    ffn: FeedForward::load(&sd, &pre, relu, p)?,
+                    att: Attention::load(sd, &format!("{pre}.att"), h, dk, false, p)?,
+                    ffn: FeedForward::load(sd, &pre, relu, p)?,
                     norm1: ln(&format!("{pre}.norm1"))?,
                     norm2: ln(&format!("{pre}.norm2"))?,
                     p,
@@ -135,15 +152,15 @@ impl Gluformer {
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
         let conv_layers = (0..cfg.num_conv_layers())
-            .map(|l| ConvLayer::load(&sd, &format!("encoder.conv_layers.{l}")))
+            .map(|l| ConvLayer::load(sd, &format!("encoder.conv_layers.{l}")))
             .collect::<Result<Vec<_>, _>>()?;
         let dec_layers = (0..cfg.num_dec_layers)
             .map(|l| {
                 let pre = format!("decoder.layers.{l}");
                 Ok(DecoderLayer {
-                    self_att: Attention::load(&sd, &format!("{pre}.self_att"), h, dk, true, p)?,
-                    cross_att: Attention::load(&sd, &format!("{pre}.cross_att"), h, dk, false, p)?,
-                    ffn: FeedForward::load(&sd, &pre, relu, p)?,
+                    self_att: Attention::load(sd, &format!("{pre}.self_att"), h, dk, true, p)?,
+                    cross_att: Attention::load(sd, &format!("{pre}.cross_att"), h, dk, false, p)?,
+                    ffn: FeedForward::load(sd, &pre, relu, p)?,
                     norm1: ln(&format!("{pre}.norm1"))?,
                     norm2: ln(&format!("{pre}.norm2"))?,
                     norm3: ln(&format!("{pre}.norm3"))?,
@@ -151,15 +168,15 @@ impl Gluformer {
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
         Ok(Gluformer {
-            enc_embedding: DataEmbedding::load(&sd, "enc_embedding", p)?,
-            dec_embedding: DataEmbedding::load(&sd, "dec_embedding", p)?,
+            enc_embedding: DataEmbedding::load(sd, "enc_embedding", p)?,
+            dec_embedding: DataEmbedding::load(sd, "dec_embedding", p)?,
             enc_layers,
             conv_layers,
             enc_norm: ln("encoder.norm")?,
             dec_layers,
             dec_norm: ln("decoder.norm")?,
-            projection: Linear::load(&sd, "projection")?,
-            var: Variance::load(&sd, "var", p)?,
+            projection: Linear::load(sd, "projection")?,
+            var: Variance::load(sd, "var", p)?,
             device: device.clone(),
             cfg,
         })
@@ -183,7 +200,30 @@ impl Gluformer {
         inp: &Inputs,
         bn: BatchNormMode,
         masks: &mut dyn MaskSource,
+        capture: Option<&mut Capture>,
+    ) -> Result<(Tensor, Tensor), ModelError> {
+        self.run(inp, bn, masks, capture, None)
+    }
+
+    /// A training pass: BatchNorm on batch statistics, which are returned
+    /// with `pred` and `logvar`.
+    pub fn forward_train(
+        &self,
+        inp: &Inputs,
+        masks: &mut dyn MaskSource,
+    ) -> Result<(Tensor, Tensor, BatchStats), ModelError> {
+        let mut stats = BatchStats::new();
+        let (pred, logvar) = self.run(inp, BatchNormMode::Batch, masks, None, Some(&mut stats))?;
+        Ok((pred, logvar, stats))
+    }
+
+    fn run(
+        &self,
+        inp: &Inputs,
+        bn: BatchNormMode,
+        masks: &mut dyn MaskSource,
         mut capture: Option<&mut Capture>,
+        mut stats: Option<&mut BatchStats>,
     ) -> Result<(Tensor, Tensor), ModelError> {
         let capturing = capture.is_some();
         let mut keep = |name: String, t: &Tensor| {
@@ -204,7 +244,11 @@ impl Gluformer {
             if l + 1 < n
                 && let Some(conv) = self.conv_layers.get(l)
             {
-                enc = conv.forward(&enc, bn)?;
+                let (out, batch) = conv.forward(&enc, bn)?;
+                enc = out;
+                if let (Some(all), Some(b)) = (stats.as_deref_mut(), batch) {
+                    all.push(b);
+                }
                 keep(format!("encoder.conv_layers.{l}"), &enc);
             }
         }

@@ -13,7 +13,8 @@ pub const INPUT_LEN: usize = 96;
 pub const OUTPUT_LEN: usize = 12;
 /// Number of calendar covariates (day, month, year, hour, minute, second).
 pub const NUM_COVARIATES: usize = 6;
-const STEP_MS: i64 = 5 * 60_000;
+/// The grid step, in milliseconds.
+pub const STEP_MS: i64 = 5 * 60_000;
 /// glucobench splits segments at gaps over 45 minutes...
 const GAP_THRESHOLD_MINUTES: i64 = 45;
 /// ...and drops segments shorter than 12 points.
