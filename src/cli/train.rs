@@ -50,15 +50,15 @@ pub struct TrainArgs {
     /// Windows per step.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// MC-dropout passes per window in the loss.
-    #[arg(long, default_value_t = 4)]
+    /// MC-dropout passes per window in the loss (1, as the published gluRPC model was trained).
+    #[arg(long, default_value_t = 1)]
     pub samples: usize,
     /// Most epochs.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 9)]
     pub epochs: usize,
-    /// Steps per epoch (default: one pass over the training examples).
-    #[arg(long)]
-    pub steps_per_epoch: Option<usize>,
+    /// Steps per epoch (0: one pass over the training examples).
+    #[arg(long, default_value_t = 400)]
+    pub steps_per_epoch: usize,
     /// Early stopping: epochs without improvement.
     #[arg(long, default_value_t = 10)]
     pub patience: usize,
@@ -188,7 +188,7 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         batch_size: args.batch_size,
         samples: args.samples,
         epochs: args.epochs,
-        steps_per_epoch: args.steps_per_epoch,
+        steps_per_epoch: (args.steps_per_epoch > 0).then_some(args.steps_per_epoch),
         patience: args.patience,
         min_delta: args.min_delta,
         seed: args.seed,
