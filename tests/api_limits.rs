@@ -255,9 +255,13 @@ async fn a_full_queue_and_oversize_uploads_are_refused_clearly() {
         .header("content-type", "application/json")
         .body(reqwest::Body::wrap_stream(chunks))
         .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 413);
+        .await;
+    // The server answers 413 as soon as the limit is passed and closes the
+    // connection; a client still streaming may see the close before the answer.
+    match r {
+        Ok(r) => assert_eq!(r.status(), 413),
+        Err(e) => assert!(e.is_request() || e.is_body(), "{e:?}"),
+    }
     // Within the HTTP limit but over the upload limit once decoded.
     let upload = vec![b'x'; 350_000];
     let r = s
