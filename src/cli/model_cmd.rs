@@ -1,4 +1,4 @@
-//! `glurpc model convert` and `glurpc model info`.
+//! `glurpc model convert`, `glurpc model info` and `glurpc model time`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,6 +16,22 @@ pub enum ModelCommand {
     Convert(ConvertModelArgs),
     /// Print a model's config, parameter count, weights file and SHA-256.
     Info(InfoArgs),
+    /// Time the forward pass (eval mode, random inputs): one JSON object.
+    Time(TimeArgs),
+}
+
+/// `glurpc model time`.
+#[derive(Debug, Args)]
+pub struct TimeArgs {
+    /// A local directory or file, or a Hub id.
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// Windows per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Timed runs (after 2 warm-up runs).
+    #[arg(long, default_value_t = 6)]
+    pub runs: usize,
 }
 
 /// `glurpc model convert`.
@@ -63,6 +79,7 @@ pub struct ModelInfo {
 /// Runs a `model` subcommand.
 pub fn run(cmd: ModelCommand) -> Result<()> {
     match cmd {
+        ModelCommand::Time(a) => time_forward(&a)?,
         ModelCommand::Convert(a) => {
             let cfg = model::convert(&a.input, a.config.as_deref(), &a.out_dir)
                 .with_context(|| format!("converting {}", a.input.display()))?;
@@ -126,5 +143,54 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Median and minimum seconds of an eval-mode forward pass over `batch`
+/// windows of seeded random inputs (what `tools/bench-vs-reference` compares
+/// with PyTorch on the same work).
+fn time_forward(a: &TimeArgs) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let files = rt.block_on(model::source::resolve(&a.id))?;
+    let net = model::load(&files, &candle_core::Device::Cpu)?;
+    let c = net.config().clone();
+    let mut rng = model::dropout::Rng::new(42);
+    let mut uniform = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
+            .collect()
+    };
+    let windows: Vec<model::ModelWindow> = (0..a.batch.max(1))
+        .map(|i| model::ModelWindow {
+            static_features: vec![0.0; c.num_static_features],
+            past: uniform(c.len_seq),
+            past_covariates: uniform(c.len_seq * c.num_dynamic_features),
+            future_covariates: uniform(c.len_pred * c.num_dynamic_features),
+            seed: i as u64,
+        })
+        .collect();
+    let opts = model::PredictOptions {
+        mode: model::Mode::Deterministic,
+        batch_windows: windows.len(),
+        max_rows: windows.len(),
+    };
+    let mut times = Vec::new();
+    for run in 0..a.runs.max(1) + 2 {
+        let t = std::time::Instant::now();
+        net.predict(&windows, &opts)?;
+        if run >= 2 {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let out = serde_json::json!({
+        "batch": windows.len(),
+        "runs": times.len(),
+        "median_s": times[times.len() / 2],
+        "min_s": times[0],
+    });
+    println!("{out}");
     Ok(())
 }
