@@ -98,3 +98,43 @@ fn training_refuses_what_it_cannot_use() {
     let err = train(&short, &val_people, &tiny(), dir.path(), &mut Quiet).unwrap_err();
     assert!(err.to_string().contains("training examples"), "{err}");
 }
+
+/// The differentiable ops give the served (fused) forward pass to float
+/// rounding: training optimises the network that serves.
+#[test]
+fn autograd_ops_compute_the_served_forward_pass() {
+    use glurpc::model::dropout::NoDropout;
+    use glurpc::model::layers::Ops;
+    use glurpc::model::{BatchNormMode, Gluformer, weights};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/model/small");
+    let files = source::resolve_local(&dir).unwrap();
+    let cfg = model::load_config(&files).unwrap();
+    let dev = candle_core::Device::Cpu;
+    let build = |ops| {
+        Gluformer::build(
+            weights::read(&files.weights).unwrap(),
+            cfg.clone(),
+            &dev,
+            ops,
+        )
+        .unwrap()
+    };
+    let (fast, grad) = (build(Ops::Fast), build(Ops::Autograd));
+    let ex = &people("dexcom_us_14d.csv")[0];
+    let (r, end) = ex.positions()[500];
+    let w = data::example(&ex.runs[r], end, 217, 1).unwrap().window;
+    let inp = fast.inputs(&[w.clone(), w], &[0, 1]).unwrap();
+    let run = |m: &Gluformer| {
+        let (p, lv) = m
+            .forward(&inp, BatchNormMode::Running, &mut NoDropout, None)
+            .unwrap();
+        let mut v = p.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        v.extend(lv.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        v
+    };
+    let (a, b) = (run(&fast), run(&grad));
+    assert_eq!(a.len(), 26);
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+    }
+}
