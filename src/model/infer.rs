@@ -274,6 +274,17 @@ impl Gluformer {
                 } => pairs.len(),
                 _ => opts.max_rows.max(1),
             };
+            let mixture =
+                self.config().mixture_samples && matches!(opts.mode, Mode::MonteCarlo { .. });
+            // Each window's draws once (chunks hold consecutive window indices).
+            let draws: Vec<Vec<f32>> = if mixture {
+                chunk
+                    .iter()
+                    .map(|&i| mixture_draws(windows[i].seed, s))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             // Row-major (row, step) with row = window * s + sample.
             let mut rows_pred = Vec::with_capacity(pairs.len() * steps);
             for part in pairs.chunks(per_pass) {
@@ -290,9 +301,9 @@ impl Gluformer {
                 };
                 let mut p = p.flatten_all()?.to_vec1::<f32>()?;
                 let lv = lv.flatten_all()?.to_vec1::<f32>()?;
-                if self.config().mixture_samples && matches!(opts.mode, Mode::MonteCarlo { .. }) {
+                if mixture {
                     for ((row, &(i, k)), v) in p.chunks_mut(steps).zip(part).zip(&lv) {
-                        let shift = mixture_draws(windows[i].seed, s)[k] * (v / 2.0).exp();
+                        let shift = draws[i - chunk[0]][k] * (v / 2.0).exp();
                         row.iter_mut().for_each(|x| *x += shift);
                     }
                 }
