@@ -2,8 +2,11 @@
 //! weights: batch 32 deterministic, one MC batch as gluRPC runs it (32
 //! windows x 10 samples, BatchNorm on batch statistics, one pass of 320
 //! rows), and the same 320 rows in glurpc's default mode (running statistics,
-//! 64 rows per pass). `tools/bench_torch_forward.py` times PyTorch on the same
-//! work and thread count.
+//! 64 rows per pass), one window's 10 MC samples (the inference behind a cold
+//! `/quick_plot`), and the encoder's feed-forward product alone (1440 x 512 x
+//! 1024) on the packed-weight kernel and on matrixmultiply.
+//! `tools/bench_torch_forward.py` times PyTorch on the same work and thread
+//! count.
 
 use candle_core::Device;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -59,8 +62,35 @@ fn model_bench(c: &mut Criterion) {
         let o = PredictOptions::default();
         b.iter(|| model.predict(std::hint::black_box(&w), &o).unwrap())
     });
+    g.bench_function("mc_one_window_x10", |b| {
+        let o = PredictOptions::default();
+        let one = &w[..1];
+        b.iter(|| model.predict(std::hint::black_box(one), &o).unwrap())
+    });
     g.finish();
 }
 
-criterion_group!(benches, model_bench);
+fn linear_bench(c: &mut Criterion) {
+    let (m, k, n) = (1440, 512, 1024);
+    let mut rng = glurpc::model::dropout::Rng::new(7);
+    let mut u = |len: usize| -> Vec<f32> {
+        (0..len)
+            .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+            .collect()
+    };
+    let (a, b, bias) = (u(m * k), u(k * n), u(n));
+    let mut g = c.benchmark_group("linear_1440x512x1024");
+    g.sample_size(20);
+    if let Some(w) = glurpc_gemm::PackedWeights::pack(&b, k, n) {
+        g.bench_function("packed_avx2", |bch| {
+            bch.iter(|| glurpc_gemm::linear(std::hint::black_box(&a), m, &w, &bias))
+        });
+    }
+    g.bench_function("matrixmultiply", |bch| {
+        bch.iter(|| glurpc::model::kernels::linear(std::hint::black_box(&a), m, k, &b, n, &bias))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, model_bench, linear_bench);
 criterion_main!(benches);

@@ -3,7 +3,10 @@
 //! and the variance head. Weights are re-laid out once at load time
 //! (transposed, im2col for the circular convolutions).
 
+use std::sync::Arc;
+
 use candle_core::{Device, Tensor};
+use glurpc_gemm::PackedWeights;
 
 use super::ModelError;
 use super::dropout::MaskSource;
@@ -98,10 +101,13 @@ pub(crate) fn dropout(
     }
 }
 
-/// `y = x Wᵀ + b` over the last axis, with Wᵀ stored contiguous.
+/// `y = x Wᵀ + b` over the last axis. On a CPU with AVX2 + FMA (fast ops)
+/// Wᵀ is held only as packed panels for the `glurpc-gemm` kernel; otherwise
+/// as a contiguous tensor.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    w_t: Tensor,
+    w_t: Option<Tensor>,
+    packed: Option<Arc<PackedWeights>>,
     b: Tensor,
     fused: bool,
 }
@@ -111,18 +117,39 @@ impl Linear {
     pub fn load(sd: &Weights, prefix: &str) -> Result<Self, ModelError> {
         let w = get(sd, &format!("{prefix}.weight"))?;
         let w = if w.rank() == 3 { w.squeeze(2)? } else { w };
+        Self::from_parts(
+            w.t()?.contiguous()?,
+            get(sd, &format!("{prefix}.bias"))?,
+            sd.ops,
+        )
+    }
+
+    fn from_parts(w_t: Tensor, b: Tensor, ops: Ops) -> Result<Self, ModelError> {
+        let fused = ops == Ops::Fast;
+        let packed = if fused && kernels::on_cpu(w_t.device()) {
+            let (k, n) = w_t.dims2()?;
+            kernels::with_slice(&w_t, |w| Ok(PackedWeights::pack(w, k, n)))?
+        } else {
+            None
+        };
         Ok(Linear {
-            w_t: w.t()?.contiguous()?,
-            b: get(sd, &format!("{prefix}.bias"))?,
-            fused: sd.ops == Ops::Fast,
+            w_t: if packed.is_some() { None } else { Some(w_t) },
+            packed: packed.map(Arc::new),
+            b,
+            fused,
         })
     }
 
-    fn from_parts(w_t: Tensor, b: Tensor, ops: Ops) -> Self {
-        Linear {
-            w_t,
-            b,
-            fused: ops == Ops::Fast,
+    /// Wᵀ as a (in, out) tensor (unpacked when only the panels are held).
+    fn weight_t(&self) -> Result<Tensor, ModelError> {
+        match (&self.w_t, &self.packed) {
+            (Some(w), _) => Ok(w.clone()),
+            (None, Some(p)) => Ok(Tensor::from_vec(
+                p.unpack(),
+                (p.k(), p.n()),
+                self.b.device(),
+            )?),
+            (None, None) => Err(ModelError::Input("linear map without weights".into())),
         }
     }
 
@@ -131,20 +158,39 @@ impl Linear {
         let dims = x.dims().to_vec();
         let k = dims[dims.len() - 1];
         let rows = x.elem_count() / k.max(1);
-        let n = self.w_t.dim(1)?;
         let mut out = dims;
         let last = out.len() - 1;
-        out[last] = n;
         if self.fused && kernels::on_cpu(x.device()) {
-            let y = kernels::with_slice(x, |a| {
-                kernels::with_slice(&self.w_t, |w| {
-                    kernels::with_slice(&self.b, |b| Ok(kernels::linear(a, rows, k, w, n, b)))
-                })
-            })?;
+            let y = match (&self.packed, &self.w_t) {
+                (Some(p), _) if p.k() == k => {
+                    out[last] = p.n();
+                    kernels::with_slice(x, |a| {
+                        kernels::with_slice(&self.b, |b| Ok(glurpc_gemm::linear(a, rows, p, b)))
+                    })?
+                }
+                (_, Some(w_t)) => {
+                    let n = w_t.dim(1)?;
+                    out[last] = n;
+                    kernels::with_slice(x, |a| {
+                        kernels::with_slice(w_t, |w| {
+                            kernels::with_slice(&self.b, |b| {
+                                Ok(kernels::linear(a, rows, k, w, n, b))
+                            })
+                        })
+                    })?
+                }
+                _ => {
+                    return Err(ModelError::Input(format!(
+                        "input width {k} does not match the linear map"
+                    )));
+                }
+            };
             return Ok(Tensor::from_vec(y, out, x.device())?);
         }
+        let w_t = self.weight_t()?;
+        out[last] = w_t.dim(1)?;
         let x2 = x.contiguous()?.reshape((rows, k))?;
-        let y = x2.matmul(&self.w_t)?.broadcast_add(&self.b)?;
+        let y = x2.matmul(&w_t)?.broadcast_add(&self.b)?;
         Ok(y.reshape(out)?)
     }
 }
@@ -196,11 +242,7 @@ fn circular_conv(sd: &Weights, prefix: &str) -> Result<Linear, ModelError> {
         .reshape((out, k * inp))?
         .t()?
         .contiguous()?;
-    Ok(Linear::from_parts(
-        w_t,
-        get(sd, &format!("{prefix}.bias"))?,
-        sd.ops,
-    ))
+    Linear::from_parts(w_t, get(sd, &format!("{prefix}.bias"))?, sd.ops)
 }
 
 /// Value + position + covariate embedding, the subject token prepended, dropout.
