@@ -115,9 +115,11 @@ pub fn linear(a: &[f32], m: usize, w: &PackedWeights, bias: &[f32]) -> Vec<f32> 
         unsafe { block(a, 0, m, w, 0, np, out) };
         return c;
     }
-    // Enough tasks to balance the threads: row blocks, and panel groups too
-    // when there are few rows.
-    let groups = (threads * 2).div_ceil(row_blocks).clamp(1, np);
+    // Enough tasks to balance the threads (at least four each where the
+    // shape allows): row blocks, and panel groups too when there are few
+    // rows. The partition never changes a result: every element's sum runs
+    // over k in the same order.
+    let groups = (threads * 4).div_ceil(row_blocks).clamp(1, np);
     let per_group = np.div_ceil(groups);
     (0..row_blocks * groups).into_par_iter().for_each(|t| {
         let (rb, g) = (t / groups, t % groups);
