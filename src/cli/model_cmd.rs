@@ -32,6 +32,10 @@ pub struct TimeArgs {
     /// Timed runs (after 2 warm-up runs).
     #[arg(long, default_value_t = 6)]
     pub runs: usize,
+    /// Monte Carlo dropout samples per window, as the service runs them
+    /// (running BatchNorm statistics, 64 rows per pass); 0 times eval mode.
+    #[arg(long, default_value_t = 0)]
+    pub samples: usize,
 }
 
 /// `glurpc model convert`.
@@ -171,10 +175,20 @@ fn time_forward(a: &TimeArgs) -> Result<()> {
             seed: i as u64,
         })
         .collect();
-    let opts = model::PredictOptions {
-        mode: model::Mode::Deterministic,
-        batch_windows: windows.len(),
-        max_rows: windows.len(),
+    let opts = if a.samples == 0 {
+        model::PredictOptions {
+            mode: model::Mode::Deterministic,
+            batch_windows: windows.len(),
+            max_rows: windows.len(),
+        }
+    } else {
+        model::PredictOptions {
+            mode: model::Mode::MonteCarlo {
+                samples: a.samples,
+                batch_norm: model::BatchNormMode::Running,
+            },
+            ..model::PredictOptions::default()
+        }
     };
     let mut times = Vec::new();
     for run in 0..a.runs.max(1) + 2 {
@@ -187,6 +201,7 @@ fn time_forward(a: &TimeArgs) -> Result<()> {
     times.sort_by(f64::total_cmp);
     let out = serde_json::json!({
         "batch": windows.len(),
+        "samples": a.samples,
         "runs": times.len(),
         "median_s": times[times.len() / 2],
         "min_s": times[0],

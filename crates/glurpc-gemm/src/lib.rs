@@ -99,36 +99,40 @@ pub fn linear(a: &[f32], m: usize, w: &PackedWeights, bias: &[f32]) -> Vec<f32> 
     let (k, n) = (w.k, w.n);
     assert!(a.len() >= m * k, "input shorter than m × k");
     assert_eq!(bias.len(), n, "bias length");
-    let mut c = Vec::with_capacity(m * n);
-    for _ in 0..m {
-        c.extend_from_slice(bias);
-    }
     if m == 0 || n == 0 || k == 0 {
-        return c;
+        return bias.iter().copied().cycle().take(m * n).collect();
     }
+    // No pass over c before the product: the first depth block writes
+    // `bias + partial sum` into fresh memory (its pages first touched by the
+    // task that owns them), later blocks add to it. Same rounding as
+    // starting from a copy of the bias.
+    let mut c: Vec<f32> = Vec::with_capacity(m * n);
     let np = n.div_ceil(NR);
     let row_blocks = m.div_ceil(MC);
     let threads = rayon::current_num_threads();
     let out = SendPtr(c.as_mut_ptr());
     if threads < 2 || m * k * n < PARALLEL_MIN_MACS {
         // SAFETY: the whole of c, on this thread.
-        unsafe { block(a, 0, m, w, 0, np, out) };
-        return c;
+        unsafe { block(a, 0, m, w, bias, 0, np, out) };
+    } else {
+        // Enough tasks to balance the threads (at least four each where the
+        // shape allows): row blocks, and panel groups too when there are
+        // few rows. The partition never changes a result: every element's
+        // sum runs over k in the same order.
+        let groups = (threads * 4).div_ceil(row_blocks).clamp(1, np);
+        let per_group = np.div_ceil(groups);
+        (0..row_blocks * groups).into_par_iter().for_each(|t| {
+            let (rb, g) = (t / groups, t % groups);
+            let (r0, r1) = (rb * MC, ((rb + 1) * MC).min(m));
+            let (p0, p1) = (g * per_group, ((g + 1) * per_group).min(np));
+            // SAFETY: tasks cover disjoint (row block, panel group) tiles
+            // of c, which outlives the parallel loop.
+            unsafe { block(a, r0, r1, w, bias, p0, p1, out) };
+        });
     }
-    // Enough tasks to balance the threads (at least four each where the
-    // shape allows): row blocks, and panel groups too when there are few
-    // rows. The partition never changes a result: every element's sum runs
-    // over k in the same order.
-    let groups = (threads * 4).div_ceil(row_blocks).clamp(1, np);
-    let per_group = np.div_ceil(groups);
-    (0..row_blocks * groups).into_par_iter().for_each(|t| {
-        let (rb, g) = (t / groups, t % groups);
-        let (r0, r1) = (rb * MC, ((rb + 1) * MC).min(m));
-        let (p0, p1) = (g * per_group, ((g + 1) * per_group).min(np));
-        // SAFETY: tasks cover disjoint (row block, panel group) tiles of c,
-        // which outlives the parallel loop.
-        unsafe { block(a, r0, r1, w, p0, p1, out) };
-    });
+    // SAFETY: the tasks above wrote every element of the m × n tiles
+    // (row blocks cover 0..m, panel groups 0..np, each panel its columns).
+    unsafe { c.set_len(m * n) };
     c
 }
 
@@ -139,15 +143,18 @@ struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
-/// `c[r0..r1, panels p0..p1] += a[r0..r1, ..] · w[.., panels p0..p1]`.
+/// `c[r0..r1, panels p0..p1] = bias + a[r0..r1, ..] · w[.., panels p0..p1]`.
 ///
 /// # Safety
-/// `c` must point at an `m × n` buffer no other thread writes in this tile.
+/// `c` must point at an `m × n` buffer (possibly uninitialised) no other
+/// thread touches in this tile.
+#[allow(clippy::too_many_arguments)]
 unsafe fn block(
     a: &[f32],
     r0: usize,
     r1: usize,
     w: &PackedWeights,
+    bias: &[f32],
     p0: usize,
     p1: usize,
     c: SendPtr,
@@ -162,6 +169,8 @@ unsafe fn block(
             for jp in p0..p1 {
                 let panel = &w.panels[(jp * k + pc) * NR..(jp * k + pc + kc) * NR];
                 let cols = NR.min(n - jp * NR);
+                // The first depth block starts from the bias, not from c.
+                let init = (pc == 0).then(|| bias[jp * NR..jp * NR + cols].as_ptr());
                 let mut i = i0;
                 while i < i1 {
                     let rows = MR.min(i1 - i);
@@ -170,8 +179,9 @@ unsafe fn block(
                     // SAFETY: rows i..i+rows of a (stride k, kc values from
                     // pc) and of c (stride n, `cols` values from the panel's
                     // first column) lie inside their buffers; the caller owns
-                    // this tile of c.
-                    unsafe { micro(rows, kc, ap, k, panel, cp, n, cols) };
+                    // this tile of c, written by this task's first block
+                    // before any later block reads it.
+                    unsafe { micro(rows, kc, ap, k, panel, cp, n, cols, init) };
                     i += rows;
                 }
             }
@@ -192,6 +202,7 @@ unsafe fn micro(
     c: *mut f32,
     ldc: usize,
     cols: usize,
+    init: Option<*const f32>,
 ) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: forwarded from `block`; AVX2 and FMA were checked when the
@@ -199,17 +210,17 @@ unsafe fn micro(
     unsafe {
         let (a, b) = (a.as_ptr(), panel.as_ptr());
         match rows {
-            6 => avx::kernel::<6>(kc, a, lda, b, c, ldc, cols),
-            5 => avx::kernel::<5>(kc, a, lda, b, c, ldc, cols),
-            4 => avx::kernel::<4>(kc, a, lda, b, c, ldc, cols),
-            3 => avx::kernel::<3>(kc, a, lda, b, c, ldc, cols),
-            2 => avx::kernel::<2>(kc, a, lda, b, c, ldc, cols),
-            _ => avx::kernel::<1>(kc, a, lda, b, c, ldc, cols),
+            6 => avx::kernel::<6>(kc, a, lda, b, c, ldc, cols, init),
+            5 => avx::kernel::<5>(kc, a, lda, b, c, ldc, cols, init),
+            4 => avx::kernel::<4>(kc, a, lda, b, c, ldc, cols, init),
+            3 => avx::kernel::<3>(kc, a, lda, b, c, ldc, cols, init),
+            2 => avx::kernel::<2>(kc, a, lda, b, c, ldc, cols, init),
+            _ => avx::kernel::<1>(kc, a, lda, b, c, ldc, cols, init),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (rows, kc, a, lda, panel, c, ldc, cols);
+        let _ = (rows, kc, a, lda, panel, c, ldc, cols, init);
         unreachable!("PackedWeights::pack refuses CPUs without AVX2 + FMA");
     }
 }
@@ -219,12 +230,15 @@ mod avx {
     use super::NR;
     use std::arch::x86_64::*;
 
-    /// `c (R × cols) += a (R × kc, row stride lda) · panel (kc × 16)`,
-    /// accumulating in 2R registers.
+    /// `c (R × cols) = base + a (R × kc, row stride lda) · panel (kc × 16)`,
+    /// accumulating in 2R registers; `base` is the row vector `init` where
+    /// given (c may then be uninitialised), c itself otherwise.
     ///
     /// # Safety
     /// AVX2 and FMA present; `a` covers R rows of `kc` values at stride
-    /// `lda`, `b` kc × 16 values, `c` R rows of `cols` at stride `ldc`.
+    /// `lda`, `b` kc × 16 values, `c` R rows of `cols` at stride `ldc`,
+    /// `init` (if any) `cols` values.
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn kernel<const R: usize>(
         kc: usize,
@@ -234,6 +248,7 @@ mod avx {
         c: *mut f32,
         ldc: usize,
         cols: usize,
+        init: Option<*const f32>,
     ) {
         // SAFETY: see the function's contract.
         unsafe {
@@ -251,9 +266,12 @@ mod avx {
             if cols == NR {
                 for r in 0..R {
                     let cp = c.add(r * ldc);
-                    _mm256_storeu_ps(cp, _mm256_add_ps(_mm256_loadu_ps(cp), lo[r]));
-                    let cp = cp.add(8);
-                    _mm256_storeu_ps(cp, _mm256_add_ps(_mm256_loadu_ps(cp), hi[r]));
+                    let base = init.unwrap_or(cp);
+                    _mm256_storeu_ps(cp, _mm256_add_ps(_mm256_loadu_ps(base), lo[r]));
+                    _mm256_storeu_ps(
+                        cp.add(8),
+                        _mm256_add_ps(_mm256_loadu_ps(base.add(8)), hi[r]),
+                    );
                 }
             } else {
                 let mut tmp = [0f32; NR];
@@ -261,8 +279,9 @@ mod avx {
                     _mm256_storeu_ps(tmp.as_mut_ptr(), lo[r]);
                     _mm256_storeu_ps(tmp.as_mut_ptr().add(8), hi[r]);
                     let cp = c.add(r * ldc);
+                    let base = init.unwrap_or(cp);
                     for (j, v) in tmp.iter().enumerate().take(cols) {
-                        *cp.add(j) += v;
+                        *cp.add(j) = *base.add(j) + v;
                     }
                 }
             }
