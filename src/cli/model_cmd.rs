@@ -182,13 +182,7 @@ fn time_forward(a: &TimeArgs) -> Result<()> {
             max_rows: windows.len(),
         }
     } else {
-        model::PredictOptions {
-            mode: model::Mode::MonteCarlo {
-                samples: a.samples,
-                batch_norm: model::BatchNormMode::Running,
-            },
-            ..model::PredictOptions::default()
-        }
+        crate::engine::worker::predict_options(a.samples, windows.len())
     };
     let mut times = Vec::new();
     for run in 0..a.runs.max(1) + 2 {
