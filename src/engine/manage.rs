@@ -189,25 +189,37 @@ impl Engine {
     /// Clears uploads, forecasts and plots in memory and every record on
     /// disk. Queued jobs still run and answer their waiters.
     fn flush(&self) {
+        for key in self.inner.uploads.keys_where(|_| true) {
+            if let Some(u) = self.inner.uploads.remove(&key) {
+                u.retire();
+            }
+        }
         self.inner.uploads.clear();
         self.inner.forecasts.clear();
         self.inner.plots.clear();
         if let Some(d) = &self.inner.disk {
-            d.store.clear();
+            d.writer.clear();
         }
     }
 
     /// Removes one handle everywhere; true when anything was held.
     fn delete(&self, handle: &str) -> bool {
         let i = &self.inner;
-        let mut found = i.uploads.remove_where(|(h, _)| h == handle) > 0;
+        let mut found = false;
+        for key in i.uploads.keys_where(|(h, _)| h == handle) {
+            if let Some(u) = i.uploads.remove(&key) {
+                u.retire();
+                found = true;
+            }
+        }
         i.forecasts.remove_where(|k| k.handle == handle);
         i.plots.remove_where(|k| k.window.handle == handle);
         if let Some(d) = &i.disk {
-            for kind in WindowKind::ALL {
-                let name = persist::record_name(handle, kind, &d.tag);
-                found |= matches!(d.store.remove(&name), Ok(true));
-            }
+            let names = WindowKind::ALL
+                .into_iter()
+                .map(|kind| persist::record_name(handle, kind, &d.tag))
+                .collect();
+            found |= d.writer.remove(names);
         }
         found
     }

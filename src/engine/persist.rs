@@ -192,38 +192,96 @@ pub struct WriteJob {
     pub header: serde_json::Value,
     /// Payload.
     pub payload: Vec<u8>,
+    /// The upload it was made from: the write is dropped if the upload has
+    /// been retired (deleted, flushed) by the time the writer reaches it.
+    pub upload: Arc<Upload>,
 }
 
-/// The background writer: a thread draining a channel of records.
+/// What the writer thread does, in the order it was asked.
+enum Op {
+    Write(WriteJob),
+    Remove(Vec<String>, mpsc::Sender<bool>),
+    Clear(mpsc::Sender<()>),
+}
+
+/// The background writer: a thread draining a channel of disk operations.
+/// Removals go through it too, so a write queued before a delete or flush
+/// can never land after it and bring the record back.
 pub struct Writer {
-    tx: std::sync::Mutex<Option<mpsc::Sender<WriteJob>>>,
+    store: DiskStore,
+    tx: std::sync::Mutex<Option<mpsc::Sender<Op>>>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+fn remove_all(store: &DiskStore, names: &[String]) -> bool {
+    names
+        .iter()
+        .fold(false, |any, n| matches!(store.remove(n), Ok(true)) | any)
 }
 
 impl Writer {
     /// Starts the writer thread over `store`.
     pub fn start(store: DiskStore) -> Result<Writer, CacheError> {
-        let (tx, rx) = mpsc::channel::<WriteJob>();
+        let (tx, rx) = mpsc::channel::<Op>();
+        let disk = store.clone();
         let thread = std::thread::Builder::new()
             .name("glurpc-persist".into())
             .spawn(move || {
-                for job in rx {
-                    if let Err(e) = store.write(&job.name, &job.header, &job.payload) {
-                        tracing::warn!(error = %e, record = %job.name, "could not persist a cache record");
+                for op in rx {
+                    match op {
+                        Op::Write(job) if job.upload.is_retired() => {}
+                        Op::Write(job) => {
+                            if let Err(e) = disk.write(&job.name, &job.header, &job.payload) {
+                                tracing::warn!(error = %e, record = %job.name, "could not persist a cache record");
+                            }
+                        }
+                        Op::Remove(names, done) => {
+                            let _ = done.send(remove_all(&disk, &names));
+                        }
+                        Op::Clear(done) => {
+                            disk.clear();
+                            let _ = done.send(());
+                        }
                     }
                 }
             })
             .map_err(|e| CacheError::Io(format!("could not start the cache writer: {e}")))?;
         Ok(Writer {
+            store,
             tx: std::sync::Mutex::new(Some(tx)),
             thread: std::sync::Mutex::new(Some(thread)),
         })
     }
 
+    fn send_op(&self, op: Op) -> bool {
+        let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().is_some_and(|tx| tx.send(op).is_ok())
+    }
+
     /// Queues a record; false once the writer is closed.
     pub fn send(&self, job: WriteJob) -> bool {
-        let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        guard.as_ref().is_some_and(|tx| tx.send(job).is_ok())
+        self.send_op(Op::Write(job))
+    }
+
+    /// Removes records after every write queued before; true when any
+    /// existed. Retire their uploads first so later writes are dropped.
+    pub fn remove(&self, names: Vec<String>) -> bool {
+        let (done, rx) = mpsc::channel();
+        if self.send_op(Op::Remove(names.clone(), done)) {
+            if let Ok(any) = rx.recv() {
+                return any;
+            }
+        }
+        // Closed (no more writes can come): remove directly.
+        remove_all(&self.store, &names)
+    }
+
+    /// Deletes every record after every write queued before.
+    pub fn clear(&self) {
+        let (done, rx) = mpsc::channel();
+        if !(self.send_op(Op::Clear(done)) && rx.recv().is_ok()) {
+            self.store.clear();
+        }
     }
 
     /// Writes what is queued, then stops the thread.
@@ -261,8 +319,7 @@ mod tests {
         assert_ne!(seeded.tag(), tag);
     }
 
-    #[test]
-    fn records_round_trip_and_refuse_another_model_or_pipeline() {
+    fn quick_upload(version: u64) -> Upload {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/data/real/dexcom_us_14d.csv"
@@ -270,13 +327,52 @@ mod tests {
         let text = std::fs::read_to_string(path).unwrap();
         let parsed = crate::formats::parse_text(&text).unwrap();
         let csv: Arc<str> = Arc::from(parsed.csv.as_str());
-        let up = Upload::from_csv(
+        Upload::from_csv(
             csv,
             WindowKind::Quick,
             crate::pipeline::WindowConfig::QUICK,
-            7,
+            version,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn a_removal_lands_after_queued_writes_and_retired_uploads_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), 1 << 30).unwrap();
+        let writer = Writer::start(store.clone()).unwrap();
+        let up = Arc::new(quick_upload(1));
+        let job = |name: &str| WriteJob {
+            name: name.into(),
+            header: json!({"n": name}),
+            payload: vec![7; 1 << 16],
+            upload: up.clone(),
+        };
+        for _ in 0..20 {
+            assert!(writer.send(job("a")));
+        }
+        // Queued behind the writes: it finds the record and nothing follows.
+        assert!(writer.remove(vec!["a".into()]));
+        assert!(store.read("a").unwrap().is_none());
+
+        assert!(writer.send(job("b")));
+        writer.clear();
+        assert!(store.is_empty());
+
+        up.retire();
+        assert!(writer.send(job("c")));
+        writer.close();
+        assert!(
+            store.read("c").unwrap().is_none(),
+            "a retired upload was written"
+        );
+        assert!(!writer.send(job("d")));
+        assert!(!writer.remove(vec!["c".into()]));
+    }
+
+    #[test]
+    fn records_round_trip_and_refuse_another_model_or_pipeline() {
+        let up = quick_upload(7);
         let fp = Fingerprint {
             model_id: "m".into(),
             samples: 2,

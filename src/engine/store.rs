@@ -266,7 +266,7 @@ impl Inner {
 
     /// Writes `upload`'s record when it holds more windows than the last
     /// record did (with `only_complete`, only once every window is there).
-    pub(crate) fn persist(&self, upload: &Upload, only_complete: bool) {
+    pub(crate) fn persist(&self, upload: &Arc<Upload>, only_complete: bool) {
         let Some(disk) = &self.disk else {
             return;
         };
@@ -286,6 +286,7 @@ impl Inner {
             name,
             header,
             payload,
+            upload: upload.clone(),
         }) {
             upload.set_persisted(present);
         }

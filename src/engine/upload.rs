@@ -4,7 +4,7 @@
 //! are recomputed, so that nothing cached for an older version is served.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::cache::Weigh;
 use crate::formats;
@@ -50,6 +50,9 @@ pub struct Upload {
     pub prepared: Prepared,
     /// Windows present in the last record written to disk for this version.
     pub(crate) persisted: AtomicUsize,
+    /// Set when the upload is deleted or flushed: its queued disk writes
+    /// are dropped instead of bringing the record back.
+    retired: AtomicBool,
 }
 
 impl Upload {
@@ -77,6 +80,7 @@ impl Upload {
             csv,
             prepared,
             persisted: AtomicUsize::new(0),
+            retired: AtomicBool::new(false),
         })
     }
 
@@ -102,6 +106,7 @@ impl Upload {
             csv: self.csv.clone(),
             prepared: self.prepared.clone(),
             persisted: AtomicUsize::new(0),
+            retired: AtomicBool::new(false),
         }
     }
 
@@ -129,6 +134,16 @@ impl Upload {
 
     pub(crate) fn set_persisted(&self, windows: usize) {
         self.persisted.store(windows, Ordering::Relaxed);
+    }
+
+    /// Marks the upload deleted (see [`Upload::is_retired`]).
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+    }
+
+    /// True once deleted or flushed: nothing more of it goes to disk.
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::SeqCst)
     }
 }
 
