@@ -267,10 +267,10 @@ impl Writer {
     /// existed. Retire their uploads first so later writes are dropped.
     pub fn remove(&self, names: Vec<String>) -> bool {
         let (done, rx) = mpsc::channel();
-        if self.send_op(Op::Remove(names.clone(), done)) {
-            if let Ok(any) = rx.recv() {
-                return any;
-            }
+        if self.send_op(Op::Remove(names.clone(), done))
+            && let Ok(any) = rx.recv()
+        {
+            return any;
         }
         // Closed (no more writes can come): remove directly.
         remove_all(&self.store, &names)
