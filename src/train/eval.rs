@@ -131,12 +131,31 @@ pub fn linear(recent: &[f32]) -> Vec<f64> {
         .collect()
 }
 
-/// Scores `net` and the baselines on `people`.
-pub fn evaluate(
-    net: &Gluformer,
+/// One scored window, as [`each_window`] hands it to its visitor.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowResult<'a> {
+    /// Index of the person in the `people` slice.
+    pub person: usize,
+    /// The MC samples in mg/dL: one vector of `S` samples per forecast
+    /// step (12 steps).
+    pub samples_mgdl: &'a [Vec<f64>],
+    /// The 12 measured values after the history, mg/dL.
+    pub truth: &'a [f32],
+    /// The last 7 history values (30 minutes), mg/dL, oldest first.
+    pub recent: &'a [f32],
+}
+
+/// Forecasts every `opts.stride`-th position of each person in `people`
+/// (history up to 1080 minutes, MC dropout with BatchNorm on running
+/// statistics, `opts.samples` samples, each window's dropout seeded from
+/// `opts.seed`, the person and the position) and hands each window to
+/// `visit`, in order: people as given, positions in time order.
+pub fn each_window(
+    model: &Gluformer,
     people: &[Person],
     opts: &EvalOptions,
-) -> Result<Evaluation, TrainError> {
+    visit: &mut dyn FnMut(&WindowResult),
+) -> Result<(), TrainError> {
     let predict = PredictOptions {
         mode: Mode::MonteCarlo {
             samples: opts.samples.max(1),
@@ -144,32 +163,23 @@ pub fn evaluate(
         },
         ..PredictOptions::default()
     };
-    let (mut model, mut last, mut line) = (Tally::default(), Tally::default(), Tally::default());
-    let mut pending: Vec<Example> = Vec::new();
-    let mut flush = |batch: &mut Vec<Example>| -> Result<(), TrainError> {
+    let mut pending: Vec<(usize, Example)> = Vec::new();
+    let mut flush = |batch: &mut Vec<(usize, Example)>| -> Result<(), TrainError> {
         if batch.is_empty() {
             return Ok(());
         }
-        let windows: Vec<ModelWindow> = batch.iter().map(|e| e.window.clone()).collect();
-        let fc = net.predict(&windows, &predict)?;
-        for (i, ex) in batch.iter().enumerate() {
-            let per_step: Vec<Vec<f64>> = (0..fc.steps)
+        let windows: Vec<ModelWindow> = batch.iter().map(|(_, e)| e.window.clone()).collect();
+        let fc = model.predict(&windows, &predict)?;
+        for (i, (person, ex)) in batch.iter().enumerate() {
+            let samples: Vec<Vec<f64>> = (0..fc.steps)
                 .map(|t| to_mgdl(&ex.scaler, fc.at(i, t)))
                 .collect();
-            let med: Vec<f64> = per_step.iter().map(|s| median(s)).collect();
-            let bands: Vec<[(f64, f64); 2]> = per_step
-                .iter()
-                .map(|s| {
-                    [
-                        (quantile(s, 0.25), quantile(s, 0.75)),
-                        (quantile(s, 0.05), quantile(s, 0.95)),
-                    ]
-                })
-                .collect();
-            model.point(&med, &ex.truth);
-            model.bands(&bands, &ex.truth);
-            last.point(&persistence(&ex.recent), &ex.truth);
-            line.point(&linear(&ex.recent), &ex.truth);
+            visit(&WindowResult {
+                person: *person,
+                samples_mgdl: &samples,
+                truth: &ex.truth,
+                recent: &ex.recent,
+            });
         }
         batch.clear();
         Ok(())
@@ -182,13 +192,39 @@ pub fn evaluate(
             let seed = crate::model::dropout::splitmix64(
                 opts.seed ^ ((p as u64) << 40) ^ ((r as u64) << 20) ^ end as u64,
             );
-            pending.push(example(&person.runs[r], end, MAX_HISTORY, seed)?);
+            pending.push((p, example(&person.runs[r], end, MAX_HISTORY, seed)?));
             if pending.len() == 256 {
                 flush(&mut pending)?;
             }
         }
     }
-    flush(&mut pending)?;
+    flush(&mut pending)
+}
+
+/// Scores `net` and the baselines on `people`.
+pub fn evaluate(
+    net: &Gluformer,
+    people: &[Person],
+    opts: &EvalOptions,
+) -> Result<Evaluation, TrainError> {
+    let (mut model, mut last, mut line) = (Tally::default(), Tally::default(), Tally::default());
+    each_window(net, people, opts, &mut |w| {
+        let med: Vec<f64> = w.samples_mgdl.iter().map(|s| median(s)).collect();
+        let bands: Vec<[(f64, f64); 2]> = w
+            .samples_mgdl
+            .iter()
+            .map(|s| {
+                [
+                    (quantile(s, 0.25), quantile(s, 0.75)),
+                    (quantile(s, 0.05), quantile(s, 0.95)),
+                ]
+            })
+            .collect();
+        model.point(&med, w.truth);
+        model.bands(&bands, w.truth);
+        last.point(&persistence(w.recent), w.truth);
+        line.point(&linear(w.recent), w.truth);
+    })?;
     if model.windows == 0 {
         return Err(TrainError::Data(
             "no window to score: each needs 545 minutes of history and 60 after".into(),
