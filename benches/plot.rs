@@ -39,6 +39,8 @@ fn window() -> PlotData {
             .collect(),
         actual: Some(floats(&v["actual"])),
         warnings: vec![],
+        units: plot::Units::MgDl,
+        clock: plot::Clock::Unknown,
     }
 }
 

@@ -10,13 +10,14 @@ use std::pin::Pin;
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
+use crate::engine::plots::PlotSpec;
 use crate::pipeline::FormattedWarnings;
 use crate::plot::PlotFormat;
 use crate::proto;
 use crate::proto::glucose_prediction_server::GlucosePrediction;
 
 use super::error::ApiError;
-use super::ops::{Health, Service, Source, parse_format};
+use super::ops::{Health, Service, Source, parse_format, parse_units};
 
 /// The gRPC service implementation.
 pub struct GrpcApi {
@@ -243,6 +244,7 @@ impl GlucosePrediction for GrpcApi {
     ) -> Result<Response<proto::ForecastResponse>, Status> {
         let r = request.into_inner();
         let format = parse_format(&r.format, PlotFormat::Json).map_err(status)?;
+        let spec = PlotSpec::new(format, parse_units(r.units.as_deref()).map_err(status)?);
         let source = match (r.csv_base64.is_empty(), r.handle.is_empty()) {
             (false, true) => Source::Upload(r.csv_base64),
             (true, false) => Source::Handle(r.handle),
@@ -252,7 +254,7 @@ impl GlucosePrediction for GrpcApi {
                 ));
             }
         };
-        let reply = match self.svc.forecast(source, r.force_calculate, format).await {
+        let reply = match self.svc.forecast(source, r.force_calculate, spec).await {
             Ok(f) => proto::ForecastResponse {
                 handle: f.handle,
                 body: f.plot.bytes.to_vec(),

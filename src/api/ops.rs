@@ -11,6 +11,7 @@ use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use futures_util::Stream;
 
+use crate::engine::plots::PlotSpec;
 use crate::engine::scheduler::PRIORITY_PROCESS;
 use crate::engine::{
     CacheReport, Engine, EngineError, PlotBytes, ProcessOptions, Processed, StreamedWindow, Target,
@@ -18,7 +19,7 @@ use crate::engine::{
 };
 use crate::formats::Parsed;
 use crate::pipeline::FormattedWarnings;
-use crate::plot::PlotFormat;
+use crate::plot::{PlotFormat, Units};
 
 use super::auth::ApiKeys;
 use super::error::ApiError;
@@ -108,6 +109,18 @@ pub fn parse_format(name: &str, default: PlotFormat) -> Result<PlotFormat, ApiEr
         .map_err(|e: crate::plot::PlotError| ApiError::Invalid(e.to_string()))
 }
 
+/// Parses a `units` option (`mg/dL`, `mmol/L` and their spellings without
+/// slash or case); absent or empty means the upload's own unit.
+pub fn parse_units(name: Option<&str>) -> Result<Option<Units>, ApiError> {
+    match name.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(n) => n
+            .parse()
+            .map(Some)
+            .map_err(|e: crate::plot::PlotError| ApiError::Invalid(e.to_string())),
+    }
+}
+
 impl Service {
     /// The front ends' state over `engine`.
     pub fn new(engine: Engine, keys: ApiKeys, timeout: Duration) -> Service {
@@ -166,7 +179,7 @@ impl Service {
         handle: &str,
         index: i64,
         force: bool,
-        format: PlotFormat,
+        format: impl Into<PlotSpec>,
     ) -> Result<Arc<PlotBytes>, ApiError> {
         if index > 0 {
             let n = self
@@ -215,8 +228,9 @@ impl Service {
         &self,
         source: Source,
         force: bool,
-        format: PlotFormat,
+        format: impl Into<PlotSpec>,
     ) -> Result<Forward, ApiError> {
+        let format = format.into();
         let (handle, warnings) = match source {
             Source::Upload(b64) => {
                 let file = self.decode_base64(&b64)?;

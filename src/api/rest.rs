@@ -10,10 +10,11 @@ use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{OpenApi, OpenApiService};
 
 use crate::engine::EngineError;
+use crate::engine::plots::PlotSpec;
 use crate::plot::PlotFormat;
 
 use super::error::ApiError;
-use super::ops::{Health, Service, Source};
+use super::ops::{Health, Service, Source, parse_units};
 use super::rest_layers::Frontline;
 use super::rest_types::*;
 
@@ -100,11 +101,16 @@ impl RestApi {
         body: Json<PlotRequest>,
         /// Output format (overrides `Accept`).
         format: Query<Option<FormatParam>>,
+        /// Glucose unit of a PNG or SVG chart: `mg/dL` or `mmol/L` (also
+        /// `mgdl`, `mmol`, any case). Default: the export's own unit. JSON
+        /// formats are always in mg/dL.
+        units: Query<Option<String>>,
     ) -> Result<PlotBody, ErrorResponse> {
         let format = negotiate(format.0, accept(req), PlotFormat::Plotly);
+        let spec = PlotSpec::new(format, parse_units(units.0.as_deref())?);
         let plot = self
             .svc
-            .plot(&body.handle, body.index, body.force_calculate, format)
+            .plot(&body.handle, body.index, body.force_calculate, spec)
             .await?;
         Ok(PlotBody::from(&*plot))
     }
@@ -161,8 +167,13 @@ impl RestApi {
         body: Json<ForecastRequest>,
         /// Output format (overrides `Accept`).
         format: Query<Option<FormatParam>>,
+        /// Glucose unit of a PNG or SVG chart: `mg/dL` or `mmol/L` (also
+        /// `mgdl`, `mmol`, any case). Default: the export's own unit. JSON
+        /// formats are always in mg/dL.
+        units: Query<Option<String>>,
     ) -> Result<PlotBody, ErrorResponse> {
         let format = negotiate(format.0, accept(req), PlotFormat::Json);
+        let spec = PlotSpec::new(format, parse_units(units.0.as_deref())?);
         let body = body.0;
         let source = match (body.csv_base64, body.handle) {
             (Some(b64), None) => Source::Upload(b64),
@@ -175,7 +186,7 @@ impl RestApi {
         };
         let f = self
             .svc
-            .forecast(source, body.force_calculate, format)
+            .forecast(source, body.force_calculate, spec)
             .await?;
         Ok(PlotBody::from(&*f.plot))
     }

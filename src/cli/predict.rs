@@ -1,6 +1,7 @@
 //! `glurpc predict`: one upload, one window, one plot, in one process with
 //! no server: the engine started on the chosen model, the window computed
-//! at interactive priority, the plot written to a file or standard output.
+//! at interactive priority, the plot (a chart in the export's unit unless
+//! `--units` says otherwise) written to a file or standard output.
 //! Also the model and engine options shared with `glurpc serve`.
 
 use std::io::Write;
@@ -9,9 +10,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
+use crate::engine::plots::PlotSpec;
 use crate::engine::{Engine, EngineConfig, ProcessOptions, Target, WindowKey, WindowKind};
 use crate::model::{self, source};
-use crate::plot::PlotFormat;
+use crate::plot::{PlotFormat, Units};
 
 use super::InputArgs;
 
@@ -95,6 +97,17 @@ pub enum FormatArg {
     Svg,
 }
 
+/// Glucose units of a PNG or SVG chart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UnitsArg {
+    /// mg/dL.
+    #[value(alias = "mg/dl", alias = "mg")]
+    Mgdl,
+    /// mmol/L (mg/dL divided by 18.0182).
+    #[value(alias = "mmol/l", alias = "mmoll")]
+    Mmol,
+}
+
 /// `glurpc predict`.
 #[derive(Debug, Args)]
 pub struct PredictArgs {
@@ -117,6 +130,10 @@ pub struct PredictArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = FormatArg::Json)]
     pub format: FormatArg,
+    /// Glucose unit of a PNG or SVG chart (default: the export's own unit;
+    /// JSON is always mg/dL).
+    #[arg(long, value_enum, ignore_case = true)]
+    pub units: Option<UnitsArg>,
     /// Output file (default: standard output).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -179,7 +196,13 @@ async fn predict(engine: &Engine, blobs: Vec<Vec<u8>>, args: &PredictArgs) -> Re
         kind,
         target,
     };
-    let plot = engine.plot(key, format, false).await?;
+    let units = args.units.map(|u| match u {
+        UnitsArg::Mgdl => Units::MgDl,
+        UnitsArg::Mmol => Units::MmolL,
+    });
+    let plot = engine
+        .plot(key, PlotSpec::new(format, units), false)
+        .await?;
     let mut bytes = plot.bytes.to_vec();
     if matches!(format, PlotFormat::Json | PlotFormat::Plotly) && args.output.is_none() {
         bytes.push(b'\n');

@@ -13,12 +13,12 @@ use crate::cache::{DiskStore, MemoryCache};
 use crate::formats::{self, ParseOptions, Parsed};
 use crate::model::Gluformer;
 use crate::pipeline::{FormattedWarnings, WindowConfig};
-use crate::plot::PlotFormat;
+use crate::plot::{Origin, PlotFormat};
 
 use super::error::EngineError;
 use super::forecast::{Target, WindowForecast, WindowKey};
 use super::persist::{Fingerprint, Writer};
-use super::plots::{PlotBytes, PlotKey};
+use super::plots::{PlotBytes, PlotKey, PlotSpec};
 use super::scheduler::{PRIORITY_INTERACTIVE, PRIORITY_PREFETCH, Scheduler};
 use super::stats::{HealthSnapshot, Stats};
 use super::store::JobKey;
@@ -294,14 +294,17 @@ impl Engine {
                 self.inner.raw_handles.insert(digest, handle.clone());
                 match self.inner.existing(&handle, opts.kind)? {
                     Some(u) => u,
-                    None => self.inner.insert_upload(Upload::build(
-                        handle,
-                        Arc::from(parsed.csv.as_str()),
-                        &parsed.table,
-                        opts.kind,
-                        self.inner.window_config(opts.kind),
-                        self.inner.next_version(),
-                    )?),
+                    None => self.inner.insert_upload(
+                        Upload::build(
+                            handle,
+                            Arc::from(parsed.csv.as_str()),
+                            &parsed.table,
+                            opts.kind,
+                            self.inner.window_config(opts.kind),
+                            self.inner.next_version(),
+                        )?
+                        .with_origin(Origin::of(parsed.format, &parsed.table)),
+                    ),
                 }
             }
         };
@@ -391,9 +394,10 @@ impl Engine {
     pub async fn plot(
         &self,
         key: WindowKey,
-        format: PlotFormat,
+        format: impl Into<PlotSpec>,
         force: bool,
     ) -> Result<Arc<PlotBytes>, EngineError> {
+        let format = format.into();
         let upload = self.upload(&key.handle, key.kind).await?;
         if let Target::Index(index) = key.target {
             upload.check_index(index)?;
@@ -418,8 +422,9 @@ impl Engine {
         upload: &Arc<Upload>,
         key: WindowKey,
         f: Arc<WindowForecast>,
-        format: PlotFormat,
+        format: impl Into<PlotSpec>,
     ) -> Result<Arc<PlotBytes>, EngineError> {
+        let format = format.into();
         let pk = PlotKey {
             window: key,
             format,

@@ -110,7 +110,8 @@ impl Inner {
                     kind,
                     self.window_config(kind),
                     self.next_version(),
-                )?;
+                )?
+                .with_origin(o.origin);
                 return Ok(self.insert_upload(up));
             }
         }

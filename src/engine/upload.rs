@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::cache::Weigh;
 use crate::formats;
 use crate::pipeline::{self, Prepared, WindowConfig};
+use crate::plot::Origin;
 
 use super::error::EngineError;
 
@@ -48,6 +49,9 @@ pub struct Upload {
     pub csv: Arc<str>,
     /// Window, series, scaled dataset and warnings.
     pub prepared: Prepared,
+    /// The export's unit and clock, for the charts (from the detected format
+    /// where the upload was an export; read from the values for a unified CSV).
+    pub origin: Origin,
     /// Windows present in the last record written to disk for this version.
     pub(crate) persisted: AtomicUsize,
     /// Set when the upload is deleted or flushed: its queued disk writes
@@ -79,6 +83,7 @@ impl Upload {
             version,
             csv,
             prepared,
+            origin: Origin::of(formats::Format::Unified, table),
             persisted: AtomicUsize::new(0),
             retired: AtomicBool::new(false),
         })
@@ -105,9 +110,17 @@ impl Upload {
             version,
             csv: self.csv.clone(),
             prepared: self.prepared.clone(),
+            origin: self.origin,
             persisted: AtomicUsize::new(0),
             retired: AtomicBool::new(false),
         }
+    }
+
+    /// The same upload with the unit and clock of its export (known when the
+    /// export itself, not its unified CSV, was uploaded).
+    pub fn with_origin(mut self, origin: Origin) -> Upload {
+        self.origin = origin;
+        self
     }
 
     /// Windows in the dataset (N).

@@ -14,11 +14,18 @@ use plotters_backend::{
     BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingBackend, DrawingErrorKind,
 };
 
-/// The embedded DejaVu Sans, parsed once.
-fn font() -> Option<&'static FontRef<'static>> {
-    static FONT: OnceLock<Option<FontRef<'static>>> = OnceLock::new();
-    FONT.get_or_init(|| FontRef::try_from_slice(dejavu::sans::regular()).ok())
-        .as_ref()
+/// The embedded DejaVu Sans (regular or bold), parsed once.
+fn font(bold: bool) -> Option<&'static FontRef<'static>> {
+    static REGULAR: OnceLock<Option<FontRef<'static>>> = OnceLock::new();
+    static BOLD: OnceLock<Option<FontRef<'static>>> = OnceLock::new();
+    if bold {
+        BOLD.get_or_init(|| FontRef::try_from_slice(dejavu::sans::bold()).ok())
+            .as_ref()
+    } else {
+        REGULAR
+            .get_or_init(|| FontRef::try_from_slice(dejavu::sans::regular()).ok())
+            .as_ref()
+    }
 }
 
 /// A backend that draws text with correct glyph placement and delegates everything else.
@@ -111,7 +118,8 @@ impl<B: DrawingBackend> DrawingBackend for GlyphFix<B> {
         pos: BackendCoord,
     ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
         let color = style.color();
-        let Some(font) = font() else {
+        let bold = matches!(style.style(), plotters_backend::FontStyle::Bold);
+        let Some(font) = font(bold) else {
             return self.inner.draw_text(text, style, pos);
         };
         if color.alpha == 0.0 {

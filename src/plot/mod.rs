@@ -7,29 +7,38 @@
 //!   with a datetime x axis), written with the same structure, key order and number text
 //!   as plotly 5.24.1's `fig.to_json()`, template included;
 //! * [`compact_json`]: a small JSON summary (median, quantiles, samples, history);
-//! * [`png`] and [`svg`]: the same chart drawn with plotters at 1000x600, with an embedded
-//!   font (no system fonts needed);
+//! * [`png`] and [`svg`]: our own chart, drawn with plotters at 1000x600 with an embedded
+//!   font (no system fonts needed): dates and the clock on the time axis, the export's unit
+//!   ([`Units`]), the target range, a line at the last reading, three hours of history,
+//!   50% and 90% bands, a legend beside the data and the warnings that change what the
+//!   forecast means;
 //! * the statistics behind them ([`median`], [`quantile`], [`kde_fan`]), computed the way
 //!   numpy and scipy compute them.
 //!
 //! It does not fetch or cache anything: the engine builds the [`PlotData`] and calls
 //! [`render`].
 
+mod axis;
+mod chart;
 mod compact;
 mod draw;
 mod glyphs;
+mod notes;
 mod plotly;
 mod pyfmt;
 mod stats;
+mod units;
 
 use std::fmt;
 use std::str::FromStr;
 
+pub use chart::HISTORY_POINTS;
 pub use compact::compact_json;
 pub use draw::{png, svg};
 pub use plotly::plotly_json;
 pub use pyfmt::py_float_repr;
 pub use stats::{KDE_GRID, MIN_STD, kde_fan, median, quantile};
+pub use units::{Clock, MGDL_PER_MMOL, Origin, Units, units_of_values};
 
 /// Width of the rendered chart in pixels (and of the Plotly layout).
 pub const WIDTH: u32 = 1000;
@@ -45,7 +54,9 @@ pub const MIN_TIME_MS: i64 = -62_135_596_800_000 + 600_000;
 /// Latest time accepted, ms since the epoch: 9999-12-31T23:59:59.999 (Python's maximum).
 pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
 
-/// Everything one plot needs, already in mg/dL (the caller de-normalises).
+/// Everything one plot needs, already in mg/dL (the caller de-normalises). `units` and
+/// `clock` only change the PNG and SVG charts; the Plotly figure and the compact JSON are
+/// always in mg/dL.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlotData {
     /// The upload's handle (carried into the compact JSON).
@@ -62,8 +73,13 @@ pub struct PlotData {
     pub samples: Vec<Vec<f64>>,
     /// The measured values at the forecast times; `None` for a forward forecast.
     pub actual: Option<Vec<f64>>,
-    /// Processing warnings to pass along (compact JSON only).
+    /// Processing warnings: passed along in the compact JSON, in plain words on the PNG and
+    /// SVG charts.
     pub warnings: Vec<String>,
+    /// The unit the PNG and SVG charts are drawn in.
+    pub units: Units,
+    /// The clock of the times, named on the charts' time axis.
+    pub clock: Clock,
 }
 
 /// Why a plot could not be made.
@@ -106,6 +122,9 @@ pub enum PlotError {
     /// An output format name that is not `plotly`, `png`, `svg` or `json`.
     #[error("unknown plot format {0:?} (expected plotly, png, svg or json)")]
     UnknownFormat(String),
+    /// A glucose unit name that is not mg/dL or mmol/L.
+    #[error("unknown glucose unit {0:?} (expected mg/dL or mmol/L)")]
+    UnknownUnits(String),
     /// The embedded font could not be loaded.
     #[error("font: {0}")]
     Font(String),
@@ -323,6 +342,8 @@ mod tests {
                 .collect(),
             actual: actual.then(|| (0..12).map(|p| 112.0 + f64::from(p)).collect()),
             warnings: vec![],
+            units: Units::MgDl,
+            clock: Clock::Unknown,
         }
     }
 
