@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use glurpc::model::{self, GluformerConfig, source};
-use glurpc::train::eval::{EvalOptions, evaluate};
+use glurpc::train::eval::{EvalOptions, evaluate, evaluate_per_person};
 use glurpc::train::{Quiet, TrainOptions, data, train};
 
 fn people(file: &str) -> Vec<data::Person> {
@@ -82,8 +82,61 @@ fn a_tiny_model_learns_and_its_checkpoint_loads() {
     let c50 = scores.model.coverage_50.unwrap();
     assert!((0.0..=1.0).contains(&c90) && c50 <= c90, "{c50} {c90}");
     assert!(scores.linear.coverage_90.is_none());
+    for s in [&scores.model, &scores.persistence, &scores.linear] {
+        assert_eq!(s.per_step.len(), 12);
+        for (t, step) in s.per_step.iter().enumerate() {
+            assert_eq!(step.minutes as usize, 5 * (t + 1));
+            assert!(step.rmse.is_finite() && step.rmse >= step.mae && step.mae > 0.0);
+        }
+        assert_eq!(s.per_step[5].rmse, s.rmse_30);
+        assert_eq!(s.per_step[11].mae, s.mae_60);
+        assert!(s.glucobench_rmse.is_finite() && s.glucobench_rmse >= s.glucobench_mae);
+        assert!(s.glucobench_mae > 0.0);
+        assert!(s.mard_60.is_finite() && s.mard_60 > 0.0 && s.mard_60 < 100.0);
+        for c in [s.clarke_30, s.clarke_60] {
+            let sum = c.a + c.b + c.c + c.d + c.e;
+            assert!((sum - 1.0).abs() < 1e-9, "{c:?}");
+            assert!(
+                [c.a, c.b, c.c, c.d, c.e]
+                    .iter()
+                    .all(|f| (0.0..=1.0).contains(f))
+            );
+        }
+    }
+    let cal = scores.model.calibration_error.unwrap();
+    assert!((0.0..=11.0).contains(&cal), "{cal}");
+    for step in &scores.model.per_step {
+        let (c50, c90) = (step.coverage_50.unwrap(), step.coverage_90.unwrap());
+        assert!((0.0..=1.0).contains(&c90) && c50 <= c90, "{step:?}");
+        assert!(step.width_90.unwrap() >= 0.0);
+    }
+    assert!(scores.persistence.calibration_error.is_none());
+    assert!(scores.linear.per_step.iter().all(|s| s.width_90.is_none()));
+    let json = serde_json::to_value(&scores).unwrap();
+    assert_eq!(json["model"]["per_step"][11]["minutes"], 60);
+    assert!(json["linear"]["per_step"][0]["coverage_90"].is_null());
+    assert!(json["model"]["clarke_60"]["A"].is_number());
     // Same seed, same figures.
     assert_eq!(evaluate(&net, &val_people, &eval_opts).unwrap(), scores);
+    // Per person: the pooled figures are the same; the people share the windows.
+    let mut both = val_people.clone();
+    both.extend(people("dexcom_us_14d.csv"));
+    let pooled = evaluate(&net, &both, &eval_opts).unwrap();
+    let split = evaluate_per_person(&net, &both, &eval_opts).unwrap();
+    assert_eq!(split.pooled, pooled);
+    assert_eq!(split.per_person.len(), 2);
+    assert_eq!(split.per_person[0].scores, scores);
+    assert_eq!(split.per_person[1].person, "dexcom_us_14d.csv");
+    let windows: usize = split
+        .per_person
+        .iter()
+        .map(|p| p.scores.model.windows)
+        .sum();
+    assert_eq!(windows, pooled.model.windows);
+    let json = serde_json::to_value(&split).unwrap();
+    assert_eq!(json["per_person"][1]["person"], "dexcom_us_14d.csv");
+    assert!(json["per_person"][1]["model"]["rmse_60"].is_number());
+    assert!(json["pooled"]["linear"]["glucobench_rmse"].is_number());
 }
 
 #[test]

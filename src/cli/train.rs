@@ -9,7 +9,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::model::GluformerConfig;
-use crate::train::eval::{self, EvalOptions, Evaluation, Scores};
+use crate::train::eval::{self, EvalOptions, Evaluation, PersonEvaluation, Scores};
 use crate::train::{self, EpochLog, Progress, TrainOptions, data};
 
 use super::ModelArgs;
@@ -88,6 +88,10 @@ pub struct EvaluateArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also score each person (file, or id of a long table) on their own
+    /// windows: JSON `{"pooled": {..}, "per_person": [{"person": NAME, ..}]}`.
+    #[arg(long)]
+    pub per_person: bool,
 }
 
 /// Every file named, folders expanded (sorted).
@@ -231,8 +235,19 @@ pub fn run_evaluate(args: EvaluateArgs) -> Result<()> {
         samples: cfg.samples.max(1),
         seed: cfg.seed,
     };
-    let result = eval::evaluate(&net, &people, &opts)?;
     let mut out = std::io::stdout().lock();
+    if args.per_person {
+        let result = eval::evaluate_per_person(&net, &people, &opts)?;
+        if args.json {
+            serde_json::to_writer_pretty(&mut out, &result)?;
+            writeln!(out)?;
+        } else {
+            out.write_all(table(&result.pooled).as_bytes())?;
+            out.write_all(person_table(&result.per_person).as_bytes())?;
+        }
+        return Ok(());
+    }
+    let result = eval::evaluate(&net, &people, &opts)?;
     if args.json {
         serde_json::to_writer_pretty(&mut out, &result)?;
         writeln!(out)?;
@@ -242,9 +257,9 @@ pub fn run_evaluate(args: EvaluateArgs) -> Result<()> {
     Ok(())
 }
 
-/// The evaluation as a Markdown table (mg/dL, coverage in percent).
+/// The evaluation as Markdown tables (mg/dL, coverage in percent): the
+/// service's figures, GlucoBench's and the clinical ones, then per step.
 pub fn table(e: &Evaluation) -> String {
-    let pct = |c: Option<f64>| c.map_or("-".to_string(), |c| format!("{:.1}%", c * 100.0));
     let row = |name: &str, s: &Scores| {
         format!(
             "| {name} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |\n",
@@ -260,8 +275,115 @@ pub fn table(e: &Evaluation) -> String {
         "{} windows, mg/dL\n\n| forecaster | RMSE 30 min | RMSE 60 min | MAE 30 min | MAE 60 min | 50% band coverage | 90% band coverage |\n|---|---|---|---|---|---|---|\n",
         e.model.windows
     );
-    t += &row("model (median)", &e.model);
-    t += &row("persistence", &e.persistence);
-    t += &row("linear (last 30 min)", &e.linear);
+    let forecasters = [
+        ("model (median)", &e.model),
+        ("persistence", &e.persistence),
+        ("linear (last 30 min)", &e.linear),
+    ];
+    for (name, s) in forecasters {
+        t += &row(name, s);
+    }
+    t += "\nGlucoBench (median over windows of the 12-step error), calibration, clinical accuracy\n\n\
+          | forecaster | GlucoBench RMSE | GlucoBench MAE | calibration error | MARD 60 min | Clarke A 30 min | Clarke A+B 30 min | Clarke A 60 min | Clarke A+B 60 min |\n\
+          |---|---|---|---|---|---|---|---|---|\n";
+    for (name, s) in forecasters {
+        t += &format!(
+            "| {name} | {:.1} | {:.1} | {} | {:.1}% | {} | {} | {} | {} |\n",
+            s.glucobench_rmse,
+            s.glucobench_mae,
+            s.calibration_error
+                .map_or("-".to_string(), |c| format!("{c:.3}")),
+            s.mard_60,
+            pct(Some(s.clarke_30.a)),
+            pct(Some(s.clarke_30.a + s.clarke_30.b)),
+            pct(Some(s.clarke_60.a)),
+            pct(Some(s.clarke_60.a + s.clarke_60.b)),
+        );
+    }
+    t += "\nPer step\n\n\
+          | minutes | model RMSE | model MAE | 50% band coverage | 90% band coverage | 90% band width | persistence RMSE | linear RMSE |\n\
+          |---|---|---|---|---|---|---|---|\n";
+    let steps = e
+        .model
+        .per_step
+        .iter()
+        .zip(&e.persistence.per_step)
+        .zip(&e.linear.per_step);
+    for ((m, p), l) in steps {
+        t += &format!(
+            "| {} | {:.1} | {:.1} | {} | {} | {} | {:.1} | {:.1} |\n",
+            m.minutes,
+            m.rmse,
+            m.mae,
+            pct(m.coverage_50),
+            pct(m.coverage_90),
+            m.width_90.map_or("-".to_string(), |w| format!("{w:.1}")),
+            p.rmse,
+            l.rmse
+        );
+    }
     t
+}
+
+/// Each person's figures as a Markdown table (mg/dL, shares in percent).
+pub fn person_table(people: &[PersonEvaluation]) -> String {
+    let mut t = "\nPer person\n\n\
+                 | person | windows | model RMSE 30 min | model RMSE 60 min | persistence RMSE 60 min | linear RMSE 60 min | 90% band coverage | calibration error | MARD 60 min | Clarke A+B 60 min |\n\
+                 |---|---|---|---|---|---|---|---|---|---|\n"
+        .to_string();
+    for p in people {
+        let (m, s) = (&p.scores.model, &p.scores);
+        t += &format!(
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {:.1}% | {} |\n",
+            p.person,
+            m.windows,
+            m.rmse_30,
+            m.rmse_60,
+            s.persistence.rmse_60,
+            s.linear.rmse_60,
+            pct(m.coverage_90),
+            m.calibration_error
+                .map_or("-".to_string(), |c| format!("{c:.3}")),
+            m.mard_60,
+            pct(Some(m.clarke_60.a + m.clarke_60.b)),
+        );
+    }
+    t
+}
+
+/// A share in percent, `-` when absent.
+fn pct(c: Option<f64>) -> String {
+    c.map_or("-".to_string(), |c| format!("{:.1}%", c * 100.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::scores::Accumulator;
+
+    #[test]
+    fn tables_have_a_row_per_forecaster_step_and_person() {
+        let (mut m, mut p) = (Accumulator::new(), Accumulator::new());
+        let samples = vec![vec![90.0, 100.0, 110.0]; 12];
+        m.add(Some(&samples), &[100.0; 12], &[105.0; 12]);
+        p.add(None, &[100.0; 12], &[105.0; 12]);
+        let e = Evaluation {
+            model: m.scores(),
+            persistence: p.scores(),
+            linear: p.scores(),
+        };
+        let t = table(&e);
+        assert!(t.starts_with("1 windows, mg/dL"), "{t}");
+        assert_eq!(t.matches("| model (median) |").count(), 2, "{t}");
+        assert!(
+            t.contains("| 60 | 5.0 | 5.0 | 100.0% | 100.0% | 18.0 | 5.0 | 5.0 |"),
+            "{t}"
+        );
+        assert!(t.contains("| - | 4.8% | 100.0% |"), "{t}");
+        let people = [PersonEvaluation {
+            person: "a.csv".into(),
+            scores: e,
+        }];
+        assert!(person_table(&people).contains("| a.csv | 1 | 5.0 |"));
+    }
 }

@@ -2,22 +2,20 @@
 //! position (history up to 1080 minutes, scaler fitted on it alone, as the
 //! service prepares an upload), scored in mg/dL against the measured values
 //! with the statistics the service shows (the median and the 5-95 / 25-75%
-//! bands of the MC samples), beside two baselines.
+//! bands of the MC samples), beside two baselines, pooled over all people
+//! and, on request, per person. [`each_window`] hands every scored window
+//! to a visitor; the figures are computed in [`super::scores`].
 
 use serde::Serialize;
 
 use crate::engine::forecast::to_mgdl;
 use crate::model::{BatchNormMode, Gluformer, Mode, ModelWindow, PredictOptions};
 use crate::pipeline::dataset::OUTPUT_LEN;
-use crate::plot::{median, quantile};
 
 use super::TrainError;
 use super::data::{Example, MAX_HISTORY, Person, example};
-
-/// Step index of the 30-minute horizon (the 6th of 12 five-minute steps).
-pub const STEP_30: usize = 5;
-/// Step index of the 60-minute horizon.
-pub const STEP_60: usize = 11;
+use super::scores::{Accumulator, median_forecast};
+pub use super::scores::{STEP_30, STEP_60, Scores, StepScores};
 
 /// Evaluation settings.
 #[derive(Debug, Clone, Copy)]
@@ -28,26 +26,6 @@ pub struct EvalOptions {
     pub samples: usize,
     /// Global dropout seed.
     pub seed: u64,
-}
-
-/// One forecaster's figures (mg/dL; coverage as a fraction of all
-/// 12 steps of all windows).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Scores {
-    /// RMSE at 30 minutes.
-    pub rmse_30: f64,
-    /// RMSE at 60 minutes.
-    pub rmse_60: f64,
-    /// MAE at 30 minutes.
-    pub mae_30: f64,
-    /// MAE at 60 minutes.
-    pub mae_60: f64,
-    /// Share of measured values inside the 25-75% band (`None` for point forecasts).
-    pub coverage_50: Option<f64>,
-    /// Share inside the 5-95% band.
-    pub coverage_90: Option<f64>,
-    /// Windows scored.
-    pub windows: usize,
 }
 
 /// The model and the two baselines on the same windows.
@@ -61,47 +39,46 @@ pub struct Evaluation {
     pub linear: Scores,
 }
 
-#[derive(Default)]
-struct Tally {
-    se: [f64; 2],
-    ae: [f64; 2],
-    inside: [usize; 2],
-    steps: usize,
-    windows: usize,
+/// One person's figures.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PersonEvaluation {
+    /// The person's name (file name, or file name and id).
+    pub person: String,
+    /// The model and the baselines on this person's windows.
+    #[serde(flatten)]
+    pub scores: Evaluation,
 }
 
-impl Tally {
-    fn point(&mut self, forecast: &[f64], truth: &[f32]) {
-        for (k, step) in [STEP_30, STEP_60].into_iter().enumerate() {
-            let e = forecast[step] - truth[step] as f64;
-            self.se[k] += e * e;
-            self.ae[k] += e.abs();
-        }
-        self.windows += 1;
+/// The figures pooled over all windows and per person.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PerPersonEvaluation {
+    /// All windows of all people.
+    pub pooled: Evaluation,
+    /// Each person with at least one window, in input order.
+    pub per_person: Vec<PersonEvaluation>,
+}
+
+/// The three forecasters' accumulators.
+#[derive(Default)]
+struct Forecasters {
+    model: Accumulator,
+    persistence: Accumulator,
+    linear: Accumulator,
+}
+
+impl Forecasters {
+    fn add(&mut self, w: &WindowResult) {
+        let med = median_forecast(w.samples_mgdl);
+        self.model.add(Some(w.samples_mgdl), &med, w.truth);
+        self.persistence.add(None, &persistence(w.recent), w.truth);
+        self.linear.add(None, &linear(w.recent), w.truth);
     }
 
-    fn bands(&mut self, lo_hi: &[[(f64, f64); 2]], truth: &[f32]) {
-        for (bands, y) in lo_hi.iter().zip(truth) {
-            for (k, (lo, hi)) in bands.iter().enumerate() {
-                if (*lo..=*hi).contains(&(*y as f64)) {
-                    self.inside[k] += 1;
-                }
-            }
-            self.steps += 1;
-        }
-    }
-
-    fn scores(&self, with_bands: bool) -> Scores {
-        let n = self.windows.max(1) as f64;
-        let cov = |k: usize| with_bands.then(|| self.inside[k] as f64 / self.steps.max(1) as f64);
-        Scores {
-            rmse_30: (self.se[0] / n).sqrt(),
-            rmse_60: (self.se[1] / n).sqrt(),
-            mae_30: self.ae[0] / n,
-            mae_60: self.ae[1] / n,
-            coverage_50: cov(0),
-            coverage_90: cov(1),
-            windows: self.windows,
+    fn evaluation(&self) -> Evaluation {
+        Evaluation {
+            model: self.model.scores(),
+            persistence: self.persistence.scores(),
+            linear: self.linear.scores(),
         }
     }
 }
@@ -201,40 +178,61 @@ pub fn each_window(
     flush(&mut pending)
 }
 
-/// Scores `net` and the baselines on `people`.
+/// Scores `net` and the baselines on `people`, pooled; with `per_person`,
+/// also each person on their own windows.
+fn score(
+    net: &Gluformer,
+    people: &[Person],
+    opts: &EvalOptions,
+    per_person: bool,
+) -> Result<(Evaluation, Vec<PersonEvaluation>), TrainError> {
+    let mut pooled = Forecasters::default();
+    let mut each: Vec<Forecasters> = Vec::new();
+    if per_person {
+        each.resize_with(people.len(), Forecasters::default);
+    }
+    each_window(net, people, opts, &mut |w| {
+        pooled.add(w);
+        if let Some(f) = each.get_mut(w.person) {
+            f.add(w);
+        }
+    })?;
+    if pooled.model.windows() == 0 {
+        return Err(TrainError::Data(
+            "no window to score: each needs 545 minutes of history and 60 after".into(),
+        ));
+    }
+    let people = each
+        .iter()
+        .zip(people)
+        .filter(|(f, _)| f.model.windows() > 0)
+        .map(|(f, p)| PersonEvaluation {
+            person: p.name.clone(),
+            scores: f.evaluation(),
+        })
+        .collect();
+    Ok((pooled.evaluation(), people))
+}
+
+/// Scores `net` and the baselines on all windows of `people`.
 pub fn evaluate(
     net: &Gluformer,
     people: &[Person],
     opts: &EvalOptions,
 ) -> Result<Evaluation, TrainError> {
-    let (mut model, mut last, mut line) = (Tally::default(), Tally::default(), Tally::default());
-    each_window(net, people, opts, &mut |w| {
-        let med: Vec<f64> = w.samples_mgdl.iter().map(|s| median(s)).collect();
-        let bands: Vec<[(f64, f64); 2]> = w
-            .samples_mgdl
-            .iter()
-            .map(|s| {
-                [
-                    (quantile(s, 0.25), quantile(s, 0.75)),
-                    (quantile(s, 0.05), quantile(s, 0.95)),
-                ]
-            })
-            .collect();
-        model.point(&med, w.truth);
-        model.bands(&bands, w.truth);
-        last.point(&persistence(w.recent), w.truth);
-        line.point(&linear(w.recent), w.truth);
-    })?;
-    if model.windows == 0 {
-        return Err(TrainError::Data(
-            "no window to score: each needs 545 minutes of history and 60 after".into(),
-        ));
-    }
-    Ok(Evaluation {
-        model: model.scores(true),
-        persistence: last.scores(false),
-        linear: line.scores(false),
-    })
+    Ok(score(net, people, opts, false)?.0)
+}
+
+/// Scores `net` and the baselines on all windows of `people` and on each
+/// person's (people without a window are left out of `per_person`). The
+/// pooled figures are those of [`evaluate`].
+pub fn evaluate_per_person(
+    net: &Gluformer,
+    people: &[Person],
+    opts: &EvalOptions,
+) -> Result<PerPersonEvaluation, TrainError> {
+    let (pooled, per_person) = score(net, people, opts, true)?;
+    Ok(PerPersonEvaluation { pooled, per_person })
 }
 
 #[cfg(test)]
@@ -253,28 +251,5 @@ mod tests {
             "{l:?}"
         );
         assert_eq!(persistence(&rising)[11], 112.0);
-    }
-
-    #[test]
-    fn tallies_average_squares_and_count_band_hits() {
-        let mut t = Tally::default();
-        let truth = [0f32; 12];
-        let mut f = vec![0.0; 12];
-        f[STEP_30] = 3.0;
-        f[STEP_60] = -4.0;
-        t.point(&f, &truth);
-        t.point(&[0.0; 12], &truth);
-        let bands = vec![[(-1.0, 1.0), (-2.0, 2.0)]; 6]
-            .into_iter()
-            .chain(vec![[(1.0, 2.0), (-2.0, 2.0)]; 6])
-            .collect::<Vec<_>>();
-        t.bands(&bands, &truth);
-        let s = t.scores(true);
-        assert!((s.rmse_30 - (9.0f64 / 2.0).sqrt()).abs() < 1e-12);
-        assert_eq!(s.mae_60, 2.0);
-        assert_eq!(s.coverage_50, Some(0.5));
-        assert_eq!(s.coverage_90, Some(1.0));
-        assert_eq!(s.windows, 2);
-        assert_eq!(t.scores(false).coverage_90, None);
     }
 }

@@ -4,9 +4,11 @@
 //! Sits beside the engine: it uses the pipeline, the model and the engine's
 //! window helpers, and nothing above it.
 
+pub mod clarke;
 pub mod data;
 pub mod eval;
 pub mod loss;
+pub mod scores;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
