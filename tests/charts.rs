@@ -477,3 +477,36 @@ fn predict_units_on_the_command_line() {
     assert!(run(&["--units", "mg/dL"]).contains(&"Glucose (mg/dL)".to_string()));
     assert!(run(&["--units", "mmol"]).contains(&"Glucose (mmol/L)".to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clock_and_unit_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || EngineConfig {
+        samples: 0,
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..EngineConfig::default()
+    };
+    let raw = common::gunzip(&common::data_dir().join("real/nightscout_entries.json.gz"));
+    let engine = Engine::start(common::small_model(), config()).unwrap();
+    let p = engine
+        .process(vec![raw.into_bytes()], opts())
+        .await
+        .unwrap();
+    let key = WindowKey {
+        handle: p.handle.clone(),
+        kind: WindowKind::Full,
+        target: Target::Index(0),
+    };
+    engine.window_forecast(key.clone()).await.unwrap();
+    tokio::task::spawn_blocking(move || engine.shutdown())
+        .await
+        .unwrap();
+    // a new process reads the upload back from its record on disk
+    let engine = Engine::start(common::small_model(), config()).unwrap();
+    let svg = engine.plot(key, PlotFormat::Svg, false).await.unwrap();
+    let t = texts(std::str::from_utf8(&svg.bytes).unwrap());
+    assert!(t.contains(&"Time (UTC)".to_string()), "{t:?}");
+    tokio::task::spawn_blocking(move || engine.shutdown())
+        .await
+        .unwrap();
+}

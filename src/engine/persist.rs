@@ -67,6 +67,8 @@ pub struct Stored {
     pub windows: Vec<Option<WindowForecast>>,
     /// The forward forecast, where computed.
     pub forward: Option<WindowForecast>,
+    /// The export's unit and clock (absent in records written before they were kept).
+    pub origin: Option<crate::plot::Origin>,
 }
 
 /// Encodes an upload's forecasts as a record (header, payload).
@@ -89,6 +91,7 @@ pub fn encode(
         "steps": steps,
         "windows": windows.len(),
         "csv_bytes": upload.csv.len(),
+        "origin": upload.origin.to_json(),
     });
     let per = (steps + 1) * samples * 4;
     let mut payload = Vec::with_capacity(upload.csv.len() + (windows.len() + 1) * (per + 1));
@@ -181,6 +184,7 @@ pub fn decode(
         csv: Arc::from(csv),
         windows,
         forward,
+        origin: h.get("origin").and_then(crate::plot::Origin::from_json),
     })
 }
 

@@ -203,6 +203,10 @@ impl Inner {
         let loaded = persist::decode(&record, &disk.fp, handle, kind, version).and_then(|s| {
             let up = Upload::from_csv(s.csv.clone(), kind, self.window_config(kind), version)
                 .map_err(|e| format!("its CSV no longer prepares: {e}"))?;
+            let up = match s.origin {
+                Some(origin) => up.with_origin(origin),
+                None => up,
+            };
             if up.handle != handle || up.windows() != s.windows.len() {
                 return Err("its data does not match its handle or window count".to_string());
             }

@@ -102,6 +102,25 @@ pub enum Clock {
 }
 
 impl Clock {
+    /// The lower-case name (`local`, `utc`, `unknown`; [`Clock::from_name`] reads it back).
+    pub fn name(self) -> &'static str {
+        match self {
+            Clock::Local => "local",
+            Clock::Utc => "utc",
+            Clock::Unknown => "unknown",
+        }
+    }
+
+    /// The clock of a [`Clock::name`].
+    pub fn from_name(name: &str) -> Option<Clock> {
+        match name {
+            "local" => Some(Clock::Local),
+            "utc" => Some(Clock::Utc),
+            "unknown" => Some(Clock::Unknown),
+            _ => None,
+        }
+    }
+
     /// What the time axis says about the clock, e.g. `UTC`.
     pub fn label(self) -> &'static str {
         match self {
@@ -122,6 +141,19 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// `{"units": "mmol/L", "clock": "utc"}`: how disk records keep it.
+    pub fn to_json(self) -> serde_json::Value {
+        serde_json::json!({ "units": self.units.label(), "clock": self.clock.name() })
+    }
+
+    /// An origin written by [`Origin::to_json`].
+    pub fn from_json(v: &serde_json::Value) -> Option<Origin> {
+        Some(Origin {
+            units: v.get("units")?.as_str()?.parse().ok()?,
+            clock: Clock::from_name(v.get("clock")?.as_str()?)?,
+        })
+    }
+
     /// The origin of an upload of `format` parsed into `table`. Dexcom and Libre EU exports
     /// are mmol/L; Nightscout API JSON is UTC; other exports are local time. A unified CSV
     /// names neither: its clock is unknown and its unit is read from its values
@@ -192,6 +224,17 @@ mod tests {
         assert_eq!(Units::MgDl.from_mgdl(123.0), 123.0);
         assert_eq!(Units::MmolL.target_text(), "3.9–10.0 mmol/L");
         assert_eq!(Units::MgDl.target_text(), "70–180 mg/dL");
+    }
+
+    #[test]
+    fn origin_round_trips_through_json() {
+        for units in [Units::MgDl, Units::MmolL] {
+            for clock in [Clock::Local, Clock::Utc, Clock::Unknown] {
+                let o = Origin { units, clock };
+                assert_eq!(Origin::from_json(&o.to_json()), Some(o));
+            }
+        }
+        assert_eq!(Origin::from_json(&serde_json::json!({"units": "x"})), None);
     }
 
     #[test]
