@@ -38,6 +38,8 @@ fn tiny() -> TrainOptions {
         min_delta: 0.001,
         seed: 3,
         val_stride: 24,
+        weights: Vec::new(),
+        final_lr_fraction: 1.0,
     }
 }
 

@@ -1,14 +1,16 @@
 //! The command line: `glurpc convert` and `glurpc inspect` (ingestion),
 //! `glurpc model` (weights), `glurpc predict` (one forecast without a
-//! server), `glurpc serve` (the service), `glurpc train` and `glurpc
-//! evaluate` (the model's training and accuracy). Every option is also an
-//! environment variable.
+//! server), `glurpc serve` (the service), `glurpc train`, `glurpc
+//! evaluate` and `glurpc calibrate` (the model's training, accuracy and
+//! per-step band calibration). Every option is also an environment variable.
 
+mod calibrate;
 mod model_cmd;
 mod predict;
 mod serve;
 mod train;
 
+pub use calibrate::CalibrateArgs;
 pub use model_cmd::ModelCommand;
 pub use predict::{ModelArgs, PredictArgs};
 pub use serve::ServeArgs;
@@ -51,6 +53,8 @@ pub enum Command {
     Train(Box<TrainArgs>),
     /// Score a model on held-out CGM files: RMSE, MAE and band coverage against baselines.
     Evaluate(Box<EvaluateArgs>),
+    /// Fit per-step band factors on held-out people so the 90% band holds 90% at every step.
+    Calibrate(Box<CalibrateArgs>),
 }
 
 /// Options shared by commands that read uploads.
@@ -232,6 +236,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::run(*args)?,
         Command::Train(args) => train::run_train(*args)?,
         Command::Evaluate(args) => train::run_evaluate(*args)?,
+        Command::Calibrate(args) => calibrate::run(*args)?,
         Command::Convert(args) => {
             let parsed = args.input.parse()?;
             match &args.output {

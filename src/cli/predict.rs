@@ -40,6 +40,11 @@ pub struct ModelArgs {
     /// Windows per forward pass.
     #[arg(long, env = "BATCH_SIZE", default_value_t = 32)]
     pub batch_size: usize,
+    /// A `calibration.json` (per-step band factors from `glurpc calibrate`)
+    /// to apply, for any weights; default: the one beside the weights, if any
+    /// (the embedded default model has one). `none` applies none.
+    #[arg(long, env = "GLURPC_CALIBRATION", value_name = "FILE|none")]
+    pub calibration: Option<String>,
 }
 
 impl ModelArgs {
@@ -47,7 +52,7 @@ impl ModelArgs {
     /// (samples, seed, batch size, model id for the disk cache).
     pub async fn load(&self) -> Result<(model::Gluformer, EngineConfig)> {
         let device = model::parse_device(&self.device)?;
-        let (m, model_id) = match self.model.as_deref() {
+        let (m, weights_sha) = match self.model.as_deref() {
             None => {
                 let m = tokio::task::spawn_blocking(move || model::default::load(&device))
                     .await
@@ -64,11 +69,19 @@ impl ModelArgs {
                 .context("loading the model")??
             }
         };
+        let m = match self.calibration.as_deref() {
+            None => m,
+            Some("none") => m.with_calibration(None)?,
+            Some(path) => {
+                let cal = model::Calibration::read(std::path::Path::new(path))?;
+                m.with_calibration(Some(cal))?
+            }
+        };
         let cfg = EngineConfig {
             samples: if self.deterministic { 0 } else { self.samples },
             seed: self.seed,
             batch_size: self.batch_size,
-            model_id,
+            model_id: model::cache_key(&weights_sha, m.calibration()),
             ..EngineConfig::default()
         };
         Ok((m, cfg))

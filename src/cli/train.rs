@@ -71,6 +71,24 @@ pub struct TrainArgs {
     /// Seed of weights, example order and dropout.
     #[arg(long, env = "GLURPC_SEED", default_value_t = 0)]
     pub seed: u64,
+    /// Sampling weight of the training files whose name starts with PREFIX
+    /// (e.g. `t1_=3` to draw type 1 data three times as often per pass,
+    /// `big_=0.2` a fifth as often); repeatable, first match wins.
+    #[arg(long, value_name = "PREFIX=W", value_parser = parse_weight)]
+    pub weight: Vec<(String, f64)>,
+    /// Cosine learning-rate decay down to this fraction of `--lr` by the last step (1: constant).
+    #[arg(long, default_value_t = 1.0)]
+    pub final_lr: f64,
+}
+
+fn parse_weight(s: &str) -> Result<(String, f64), String> {
+    let (prefix, w) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{s:?}: expected PREFIX=W"))?;
+    match w.parse::<f64>() {
+        Ok(w) if w.is_finite() && w > 0.0 => Ok((prefix.to_string(), w)),
+        _ => Err(format!("{s:?}: W must be a positive number")),
+    }
 }
 
 /// `glurpc evaluate`.
@@ -197,6 +215,8 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         min_delta: args.min_delta,
         seed: args.seed,
         val_stride: args.val_stride,
+        weights: args.weight,
+        final_lr_fraction: args.final_lr,
     };
     let train_people = load_people(&args.train, false)?;
     let val_people = load_people(&args.val, false)?;

@@ -311,8 +311,12 @@ impl Gluformer {
                 logvar.extend(lv);
             }
             for j in 0..chunk.len() {
+                let at = pred.len();
                 for t in 0..steps {
                     pred.extend((0..s).map(|k| rows_pred[(j * s + k) * steps + t]));
+                }
+                if let (Some(cal), Mode::MonteCarlo { .. }) = (self.calibration(), opts.mode) {
+                    cal.apply(&mut pred[at..], s);
                 }
             }
         }

@@ -3,6 +3,7 @@
 //! Hugging Face Hub, or the default model embedded from `model/`), the
 //! network, dropout masks and batched inference.
 
+pub mod calibration;
 pub mod config;
 pub mod default;
 pub mod dropout;
@@ -20,6 +21,7 @@ use std::path::Path;
 use candle_core::Device;
 use sha2::{Digest, Sha256};
 
+pub use calibration::Calibration;
 pub use config::GluformerConfig;
 pub use infer::{Forecast, Mode, ModelWindow, PredictOptions};
 pub use layers::BatchNormMode;
@@ -116,11 +118,32 @@ pub fn load_config(files: &ModelFiles) -> Result<GluformerConfig, ModelError> {
     }
 }
 
-/// Loads a resolved model onto `device`.
+/// Loads a resolved model onto `device`, with the `calibration.json`
+/// beside its weights when there is one.
 pub fn load(files: &ModelFiles, device: &Device) -> Result<Gluformer, ModelError> {
     let cfg = load_config(files)?;
     let sd = weights::read(&files.weights)?;
-    Gluformer::from_state_dict(sd, cfg, device)
+    let cal = match calibration_beside(files) {
+        Some(p) => Some(Calibration::read(&p)?),
+        None => None,
+    };
+    Gluformer::from_state_dict(sd, cfg, device)?.with_calibration(cal)
+}
+
+/// The `calibration.json` in the weights' folder, when there is one (a
+/// local model folder; a Hub snapshot holds one only if its repo does).
+pub fn calibration_beside(files: &ModelFiles) -> Option<std::path::PathBuf> {
+    let p = files.weights.parent()?.join(calibration::FILE_NAME);
+    p.is_file().then_some(p)
+}
+
+/// The key of a model's forecasts in caches: the weights' SHA-256, plus the
+/// calibration's digest when one is applied.
+pub fn cache_key(weights_sha256: &str, cal: Option<&Calibration>) -> String {
+    match cal {
+        Some(c) => format!("{weights_sha256}+cal-{}", &c.digest()[..16]),
+        None => weights_sha256.to_string(),
+    }
 }
 
 /// SHA-256 of a file, hex.

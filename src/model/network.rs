@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use candle_core::{Device, Tensor};
 
 use super::ModelError;
+use super::calibration::Calibration;
 use super::config::GluformerConfig;
 use super::dropout::MaskSource;
 use super::layers::{
@@ -112,6 +113,7 @@ pub struct Gluformer {
     dec_norm: LayerNorm,
     projection: Linear,
     var: Variance,
+    calibration: Option<Calibration>,
 }
 
 impl Gluformer {
@@ -177,6 +179,7 @@ impl Gluformer {
             dec_norm: ln("decoder.norm")?,
             projection: Linear::load(sd, "projection")?,
             var: Variance::load(sd, "var", p)?,
+            calibration: None,
             device: device.clone(),
             cfg,
         })
@@ -190,6 +193,22 @@ impl Gluformer {
     /// The device the weights live on.
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Attaches (or with `None` removes) a per-step calibration of the MC
+    /// samples, after checking it against the forecast length.
+    pub fn with_calibration(mut self, cal: Option<Calibration>) -> Result<Self, ModelError> {
+        if let Some(c) = &cal {
+            c.validate()?;
+            c.check_steps(self.cfg.len_pred)?;
+        }
+        self.calibration = cal;
+        Ok(self)
+    }
+
+    /// The calibration applied to MC samples, if any.
+    pub fn calibration(&self) -> Option<&Calibration> {
+        self.calibration.as_ref()
     }
 
     /// One forward pass: `pred` (B, len_pred, 1) and `logvar` (B, 1, 1).

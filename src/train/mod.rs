@@ -4,6 +4,7 @@
 //! Sits beside the engine: it uses the pipeline, the model and the engine's
 //! window helpers, and nothing above it.
 
+pub mod calibrate;
 pub mod clarke;
 pub mod data;
 pub mod eval;
@@ -70,6 +71,35 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Every `val_stride`-th validation position is scored.
     pub val_stride: usize,
+    /// Sampling weights: a training person whose name (file name) starts
+    /// with the prefix has each position drawn `weight` times per pass on
+    /// average: its whole part every pass, once more with the probability of
+    /// its fraction (first matching prefix; 1 when none matches).
+    pub weights: Vec<(String, f64)>,
+    /// The learning rate falls along a half cosine from `learning_rate` to
+    /// this fraction of it over all steps (1: constant).
+    pub final_lr_fraction: f64,
+}
+
+impl TrainOptions {
+    /// The sampling weight of a person named `name`.
+    pub fn weight_of(&self, name: &str) -> f64 {
+        self.weights
+            .iter()
+            .find(|(prefix, _)| name.starts_with(prefix.as_str()))
+            .map_or(1.0, |(_, w)| *w)
+    }
+
+    /// The learning rate at `step` of `total` (cosine from the full rate
+    /// down to `final_lr_fraction` of it).
+    pub fn lr_at(&self, step: usize, total: usize) -> f64 {
+        let f = self.final_lr_fraction;
+        if f == 1.0 || total <= 1 {
+            return self.learning_rate;
+        }
+        let x = step.min(total - 1) as f64 / (total - 1) as f64;
+        self.learning_rate * (f + (1.0 - f) * 0.5 * (1.0 + (std::f64::consts::PI * x).cos()))
+    }
 }
 
 /// One epoch's figures.
@@ -317,9 +347,24 @@ pub fn train(
             crate::pipeline::dataset::OUTPUT_LEN
         )));
     }
+    if opts
+        .weights
+        .iter()
+        .any(|(_, w)| !(w.is_finite() && *w > 0.0))
+        || !(0.0..=1.0).contains(&opts.final_lr_fraction)
+    {
+        return Err(TrainError::Config(
+            "weights must be positive and the final learning-rate fraction in [0, 1]".into(),
+        ));
+    }
     let mut positions: Vec<(usize, usize, usize)> = Vec::new();
+    let mut weight: Vec<f64> = Vec::new();
     for (p, person) in train.iter().enumerate() {
-        positions.extend(person.positions().into_iter().map(|(r, e)| (p, r, e)));
+        let w = opts.weight_of(&person.name);
+        for (r, e) in person.positions() {
+            positions.push((p, r, e));
+            weight.push(w);
+        }
     }
     if positions.len() < opts.batch_size {
         return Err(TrainError::Data(format!(
@@ -374,7 +419,20 @@ pub fn train(
             let mut batch = Vec::with_capacity(opts.batch_size);
             while batch.len() < opts.batch_size {
                 if cursor == order.len() {
-                    order = (0..positions.len()).collect();
+                    // One pass: each position its weight's whole part, and once
+                    // more with the probability of its fraction (no draw when
+                    // every weight is whole, so unweighted runs are unchanged).
+                    order.clear();
+                    for (i, w) in weight.iter().enumerate() {
+                        let mut n = w.trunc() as usize;
+                        let frac = w.fract();
+                        if frac > 0.0
+                            && ((rng.next_u64() >> 11) as f64) < frac * (1u64 << 53) as f64
+                        {
+                            n += 1;
+                        }
+                        order.extend(std::iter::repeat_n(i, n));
+                    }
                     for i in (1..order.len()).rev() {
                         order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
                     }
@@ -386,6 +444,8 @@ pub fn train(
                     + (rng.next_u64() % (MAX_HISTORY - MIN_HISTORY + 1) as u64) as usize;
                 batch.push(example(&train[p].runs[r], end, history, 0)?);
             }
+            optimiser
+                .set_learning_rate(opts.lr_at((epoch - 1) * steps + step, opts.epochs * steps));
             let net = params.network(Ops::Autograd)?;
             let windows: Vec<ModelWindow> = batch.iter().map(|e| e.window.clone()).collect();
             let rows = batch_rows(batch.len(), s);
@@ -443,4 +503,52 @@ fn write_report(report: &TrainReport, out: &Path) -> Result<(), TrainError> {
         .map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))?;
     std::fs::write(&path, text + "\n")
         .map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(weights: Vec<(String, f64)>, final_lr_fraction: f64) -> TrainOptions {
+        TrainOptions {
+            model: GluformerConfig::default(),
+            learning_rate: 1e-3,
+            batch_size: 32,
+            samples: 1,
+            epochs: 1,
+            steps_per_epoch: None,
+            patience: 10,
+            min_delta: 0.001,
+            seed: 0,
+            val_stride: 6,
+            weights,
+            final_lr_fraction,
+        }
+    }
+
+    #[test]
+    fn weights_match_the_first_prefix_and_default_to_one() {
+        let o = options(
+            vec![
+                ("t1_".into(), 3.0),
+                ("t1_x".into(), 9.0),
+                ("big".into(), 0.1),
+            ],
+            1.0,
+        );
+        assert_eq!(o.weight_of("t1_x.csv"), 3.0);
+        assert_eq!(o.weight_of("big.csv#7"), 0.1);
+        assert_eq!(o.weight_of("sim_t1_a.csv"), 1.0);
+    }
+
+    #[test]
+    fn the_learning_rate_falls_along_a_half_cosine() {
+        let o = options(Vec::new(), 0.1);
+        assert!((o.lr_at(0, 101) - 1e-3).abs() < 1e-15);
+        assert!((o.lr_at(50, 101) - 0.55e-3).abs() < 1e-12);
+        assert!((o.lr_at(100, 101) - 1e-4).abs() < 1e-15);
+        assert!(o.lr_at(30, 101) > o.lr_at(31, 101));
+        let flat = options(Vec::new(), 1.0);
+        assert_eq!(flat.lr_at(77, 101), 1e-3);
+    }
 }
