@@ -54,10 +54,10 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1)]
     pub samples: usize,
     /// Most epochs.
-    #[arg(long, default_value_t = 9)]
+    #[arg(long, default_value_t = 12)]
     pub epochs: usize,
     /// Steps per epoch (0: one pass over the training examples).
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = 500)]
     pub steps_per_epoch: usize,
     /// Early stopping: epochs without improvement.
     #[arg(long, default_value_t = 10)]
@@ -73,11 +73,18 @@ pub struct TrainArgs {
     pub seed: u64,
     /// Sampling weight of the training files whose name starts with PREFIX
     /// (e.g. `t1_=3` to draw type 1 data three times as often per pass,
-    /// `big_=0.2` a fifth as often); repeatable, first match wins.
-    #[arg(long, value_name = "PREFIX=W", value_parser = parse_weight)]
+    /// `big_=0.2` a fifth as often); repeatable, first match wins. The
+    /// defaults are the default model's, for the files
+    /// `tools/prepare_training_data.py` writes; `--weight x=1` alone turns them off.
+    #[arg(
+        long,
+        value_name = "PREFIX=W",
+        value_parser = parse_weight,
+        default_values = ["t1_=3", "sim_t1_=0.5", "cgmpy_pregnancy=0.1"]
+    )]
     pub weight: Vec<(String, f64)>,
     /// Cosine learning-rate decay down to this fraction of `--lr` by the last step (1: constant).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 0.1)]
     pub final_lr: f64,
 }
 
@@ -380,6 +387,43 @@ fn pct(c: Option<f64>) -> String {
 mod tests {
     use super::*;
     use crate::train::scores::Accumulator;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+
+    #[test]
+    fn the_defaults_are_the_default_models_settings_and_weights_parse() {
+        let a = Cmd::try_parse_from(["t", "--train", "x", "--val", "y"])
+            .unwrap()
+            .args;
+        assert_eq!(
+            (a.epochs, a.steps_per_epoch, a.samples, a.seed),
+            (12, 500, 1, 0)
+        );
+        assert_eq!(a.final_lr, 0.1);
+        assert_eq!(
+            a.weight,
+            vec![
+                ("t1_".to_string(), 3.0),
+                ("sim_t1_".to_string(), 0.5),
+                ("cgmpy_pregnancy".to_string(), 0.1)
+            ]
+        );
+        let b = Cmd::try_parse_from(["t", "--train", "x", "--val", "y", "--weight", "a=b=2.5"])
+            .unwrap()
+            .args;
+        assert_eq!(b.weight, vec![("a=b".to_string(), 2.5)]);
+        for bad in ["t1_", "t1_=0", "t1_=-1", "t1_=x", "t1_=inf"] {
+            assert!(
+                Cmd::try_parse_from(["t", "--train", "x", "--val", "y", "--weight", bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn tables_have_a_row_per_forecaster_step_and_person() {
