@@ -80,7 +80,7 @@ pub struct TrainArgs {
         long,
         value_name = "PREFIX=W",
         value_parser = parse_weight,
-        default_values = ["t1_=3", "sim_t1_=0.5", "cgmpy_pregnancy=0.1"]
+        default_values = ["t1_=6", "sim_t1_=1.5", "cgmpy_pregnancy=0.1"]
     )]
     pub weight: Vec<(String, f64)>,
     /// Cosine learning-rate decay down to this fraction of `--lr` by the last step (1: constant).
@@ -408,8 +408,8 @@ mod tests {
         assert_eq!(
             a.weight,
             vec![
-                ("t1_".to_string(), 3.0),
-                ("sim_t1_".to_string(), 0.5),
+                ("t1_".to_string(), 6.0),
+                ("sim_t1_".to_string(), 1.5),
                 ("cgmpy_pregnancy".to_string(), 0.1)
             ]
         );
