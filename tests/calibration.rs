@@ -7,7 +7,6 @@ use std::process::Command;
 
 use candle_core::Device;
 use glurpc::model::{self, Calibration};
-use glurpc::plot::quantile;
 use glurpc::train::calibrate;
 use glurpc::train::data::{self, Person};
 use glurpc::train::eval::{self, EvalOptions};
@@ -23,7 +22,7 @@ fn people(file: &str) -> Vec<Person> {
 }
 
 /// Per step: share of windows whose truth lies in the 5-95% band, and the
-/// mean band width (mg/dL).
+/// mean band width (mg/dL), as `glurpc evaluate` scores them.
 fn coverage_and_width(
     net: &model::Gluformer,
     people: &[Person],
@@ -34,25 +33,13 @@ fn coverage_and_width(
         samples: 10,
         seed: 0,
     };
-    let (mut inside, mut width, mut n) = (vec![0usize; 12], vec![0f64; 12], 0usize);
-    eval::each_window(net, people, &opts, &mut |w| {
-        n += 1;
-        for t in 0..12 {
-            let (lo, hi) = (
-                quantile(&w.samples_mgdl[t], 0.05),
-                quantile(&w.samples_mgdl[t], 0.95),
-            );
-            let y = w.truth[t] as f64;
-            inside[t] += usize::from(lo <= y && y <= hi);
-            width[t] += hi - lo;
-        }
-    })
-    .unwrap();
-    assert!(n > 100, "{n} windows");
-    (
-        inside.iter().map(|c| *c as f64 / n as f64).collect(),
-        width.iter().map(|w| w / n as f64).collect(),
-    )
+    let scores = eval::evaluate(net, people, &opts).unwrap().model;
+    assert!(scores.windows > 100, "{} windows", scores.windows);
+    scores
+        .per_step
+        .iter()
+        .map(|p| (p.coverage_90.unwrap(), p.width_90.unwrap()))
+        .unzip()
 }
 
 #[test]

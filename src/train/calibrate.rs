@@ -8,11 +8,13 @@ use serde_json::json;
 
 use crate::model::Gluformer;
 use crate::model::calibration::{self, Calibration, METHOD};
+use crate::pipeline::dataset::OUTPUT_LEN;
 use crate::plot::{median, quantile};
 
 use super::TrainError;
 use super::data::Person;
 use super::eval::{self, EvalOptions};
+use super::scores::{Accumulator, median_forecast};
 
 /// Quantile levels of the band the factors are fitted for (the service's 90% band).
 pub const BAND: [f64; 2] = [0.05, 0.95];
@@ -53,24 +55,30 @@ pub fn fit(
     }
     let raw = model.clone().with_calibration(None)?;
     let steps = raw.config().len_pred;
+    if steps != OUTPUT_LEN {
+        return Err(TrainError::Config(format!(
+            "the model forecasts {steps} steps; calibration scores the service's {OUTPUT_LEN}"
+        )));
+    }
     let mut needed: Vec<Vec<f64>> = vec![Vec::new(); steps];
-    let mut covered = vec![0usize; steps];
-    let mut width = vec![0f64; steps];
-    let mut windows = 0usize;
+    // The uncalibrated bands' coverage and width, as `evaluate` scores them.
+    let mut before = Accumulator::new();
     eval::each_window(&raw, people, opts, &mut |w| {
-        windows += 1;
+        before.add(
+            Some(w.samples_mgdl),
+            &median_forecast(w.samples_mgdl),
+            w.truth,
+        );
         for (t, samples) in w.samples_mgdl.iter().enumerate().take(steps) {
             let (m, lo, hi) = (
                 median(samples),
                 quantile(samples, BAND[0]),
                 quantile(samples, BAND[1]),
             );
-            let y = w.truth[t] as f64;
-            needed[t].push(calibration::needed_scale(m, lo, hi, y));
-            covered[t] += usize::from(lo <= y && y <= hi);
-            width[t] += hi - lo;
+            needed[t].push(calibration::needed_scale(m, lo, hi, w.truth[t] as f64));
         }
     })?;
+    let windows = before.windows();
     if windows == 0 {
         return Err(TrainError::Data(
             "no window to calibrate on: each needs 545 minutes of history and 60 after".into(),
@@ -86,8 +94,8 @@ pub fn fit(
         })?;
         scales.push(s);
     }
-    let n = windows as f64;
-    let width_before: Vec<f64> = width.iter().map(|w| w / n).collect();
+    let per_step = before.scores().per_step;
+    let width_before: Vec<f64> = per_step.iter().map(|p| p.width_90.unwrap_or(0.0)).collect();
     // Bands never narrow with the horizon: where a step's fitted mean width
     // falls below the step before, its factor is raised to match it.
     for t in 1..steps {
@@ -101,7 +109,10 @@ pub fn fit(
         .zip(&scales)
         .map(|(w, s)| w * s)
         .collect();
-    let coverage_before: Vec<f64> = covered.iter().map(|c| *c as f64 / n).collect();
+    let coverage_before: Vec<f64> = per_step
+        .iter()
+        .map(|p| p.coverage_90.unwrap_or(0.0))
+        .collect();
     let calibration = Calibration {
         method: METHOD.into(),
         scales,
