@@ -238,9 +238,15 @@ fn compact_json_fields() {
             "history_times",
             "history",
             "actual",
-            "warnings"
+            "warnings",
+            "display_units",
+            "clock",
+            "notes"
         ]
     );
+    assert_eq!(v.get("display_units").str(), data.units.label());
+    assert_eq!(v.get("clock").str(), data.clock.name());
+    assert!(v.get("notes").arr().is_empty());
     assert_eq!(v.get("handle").str(), data.handle);
     assert_eq!(v.get("forecast_times").arr().len(), 12);
     assert_eq!(
@@ -274,6 +280,8 @@ fn compact_json_fields() {
     let v = parse(&plot::compact_json(&forward));
     assert_eq!(*v.get("actual"), Node::Null);
     assert_eq!(v.get("warnings").arr()[0].str(), "gaps");
+    // an unknown message is passed on in plain words as it is
+    assert_eq!(v.get("notes").arr()[0].str(), "gaps");
     // the forward Plotly figure: 12 history points in "True Values", 13 in the median
     let fig = parse(&plot::plotly_json(&forward));
     let traces = fig.get("data").arr();

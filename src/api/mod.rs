@@ -1,7 +1,8 @@
 //! The front ends: REST (poem + poem-openapi) and gRPC (tonic) in one
 //! process over one engine, started together or alone, with the shared
 //! operations ([`ops`]), errors and their status mappings ([`error`]),
-//! API keys ([`auth`]) and request statistics ([`metrics`]). This module
+//! API keys ([`auth`]), request statistics ([`metrics`]) and the web page
+//! ([`web`]). This module
 //! owns binding the listeners, the gRPC health and reflection services,
 //! and the graceful shutdown: stop accepting, let in-flight requests
 //! finish within the grace period, then stop the engine (which persists
@@ -17,6 +18,7 @@ pub mod ops;
 pub mod rest;
 pub mod rest_layers;
 pub mod rest_types;
+pub mod web;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

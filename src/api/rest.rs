@@ -230,7 +230,8 @@ pub fn openapi_json(svc: Service) -> String {
 }
 
 /// The REST application: endpoints, `/openapi.json`, Swagger UI at `/docs`,
-/// all behind the front-line middleware.
+/// the web page at `/` ([`super::web`]), all behind the front-line
+/// middleware.
 pub fn app(
     svc: Service,
     max_body_bytes: usize,
@@ -239,9 +240,9 @@ pub fn app(
     let api = openapi(svc.clone());
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
-    Route::new()
+    let routes = Route::new()
         .nest("/docs", docs)
         .at("/openapi.json", spec)
-        .nest("/", api)
-        .with(Frontline::new(svc, max_body_bytes, conns))
+        .nest("/", api);
+    super::web::in_front_of(routes).with(Frontline::new(svc, max_body_bytes, conns))
 }

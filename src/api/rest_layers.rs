@@ -68,8 +68,12 @@ pub fn request_id(given: Option<&str>) -> String {
     }
 }
 
-/// The metrics label of a path.
+/// The metrics label of a path: a known path, `/` for the web page and its
+/// assets, else "other".
 fn label(path: &str) -> &'static str {
+    if super::web::is_page(path) {
+        return "/";
+    }
     KNOWN
         .iter()
         .find(|k| path == **k || (**k == "/docs" && path.starts_with("/docs")))

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::notes::plain_warnings;
 use super::pyfmt::iso_seconds;
 use super::{PlotData, medians, quantile, step_samples};
 
@@ -34,13 +35,21 @@ struct Compact<'a> {
     history: &'a [f64],
     actual: Option<&'a [f64]>,
     warnings: &'a [String],
+    display_units: &'static str,
+    clock: &'static str,
+    notes: Vec<String>,
 }
 
 /// The compact JSON of `data`, keys in this order:
 /// `handle`, `index`, `forecast_times` (ISO `YYYY-MM-DDTHH:MM:SS`, whole seconds),
 /// `median` (one per step), `quantiles` (`"0.05"`, `"0.25"`, `"0.5"`, `"0.75"`, `"0.95"`,
 /// each one per step, numpy's linear method), `samples` (as given), `history_times` (ISO),
-/// `history`, `actual` (`null` for a forward forecast) and `warnings`.
+/// `history`, `actual` (`null` for a forward forecast), `warnings` (gluRPC's messages),
+/// `display_units` (`"mg/dL"` or `"mmol/L"`: the unit to show the values in, the export's own
+/// unless another was asked for; the numbers themselves are always mg/dL), `clock` (`"local"`,
+/// `"utc"` or `"unknown"`: the clock of the times, which carry no zone) and `notes` (the
+/// warnings that change what the forecast means, in plain words, as on the PNG and SVG
+/// charts).
 ///
 /// Does not validate (see [`super::validate`]); non-finite numbers are written as `null`
 /// and unwritable times as empty strings.
@@ -71,6 +80,9 @@ pub fn compact_json(data: &PlotData) -> String {
         history: &data.history,
         actual: data.actual.as_deref(),
         warnings: &data.warnings,
+        display_units: data.units.label(),
+        clock: data.clock.name(),
+        notes: plain_warnings(&data.warnings),
     };
     // Serialising plain structs of strings and numbers cannot fail.
     serde_json::to_string(&compact).unwrap_or_else(|_| "{}".to_string())
@@ -102,6 +114,9 @@ mod tests {
             "history",
             "actual",
             "warnings",
+            "display_units",
+            "clock",
+            "notes",
         ] {
             assert!(keys.contains(&k), "{k}");
         }
