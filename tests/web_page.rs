@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chromiumoxide::cdp::browser_protocol::accessibility::GetFullAxTreeParams;
 use chromiumoxide::cdp::browser_protocol::browser::{
     SetDownloadBehaviorBehavior, SetDownloadBehaviorParams,
 };
@@ -181,7 +182,8 @@ impl Tab {
     /// Marks the page's state as unknown, so that [`Tab::settle`] waits for the state that
     /// the next action leads to (the page never writes this value itself).
     async fn mark(&self) {
-        self.js("document.body.dataset.state = 'test-waiting'").await;
+        self.js("document.body.dataset.state = 'test-waiting'")
+            .await;
     }
 
     /// Chooses `file` in the page's file input, as a person picking it does.
@@ -253,6 +255,40 @@ impl Tab {
             .await
             .unwrap();
         eprintln!("screenshot: {}", path.display());
+    }
+
+    /// What a screen reader gets: the controls and the chart with their roles and names,
+    /// from Chromium's accessibility tree. Fails on any control without a name.
+    async fn named_controls(&self) -> Vec<(String, String)> {
+        let tree = self
+            .page
+            .execute(GetFullAxTreeParams::default())
+            .await
+            .unwrap();
+        let text = |v: &Option<chromiumoxide::cdp::browser_protocol::accessibility::AxValue>| {
+            v.as_ref()
+                .and_then(|v| v.value.as_ref())
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
+        let mut out = Vec::new();
+        for node in &tree.result.nodes {
+            let role = text(&node.role);
+            if node.ignored
+                || !["button", "textbox", "combobox", "slider", "image", "alert"]
+                    .contains(&role.as_str())
+            {
+                continue;
+            }
+            let name = text(&node.name);
+            assert!(
+                !name.trim().is_empty() || role == "alert",
+                "a {role} without an accessible name"
+            );
+            out.push((role, name));
+        }
+        out
     }
 
     /// Every request went to `origin` (or stayed inside the page: `blob:`, `data:`).
@@ -426,6 +462,26 @@ fn a_person_gets_a_forecast_in_a_real_browser() {
         let tip = desk.text("#tip").await;
         assert!(tip.contains("median") && tip.contains("90%"), "{tip}");
         desk.shot("desktop-forecast.png").await;
+        // a screen reader finds every control by name, and the chart as an image with its words
+        let controls = desk.named_controls().await;
+        for (role, name) in [
+            ("combobox", "Unit"),
+            ("slider", "Window"),
+            ("button", "Earlier window"),
+            ("button", "Numbers (CSV)"),
+            ("button", "Delete this upload from the server"),
+        ] {
+            assert!(
+                controls.iter().any(|(r, n)| r == role && n == name),
+                "no {role} named {name:?} in {controls:?}"
+            );
+        }
+        assert!(
+            controls
+                .iter()
+                .any(|(r, n)| r == "image" && n.contains("Glucose forecast chart") && n.contains("In 30 minutes")),
+            "{controls:?}"
+        );
 
         // 2. mmol/L: the same forecast in the other unit, and the choice is remembered
         desk.js("(() => { const s = document.querySelector('[data-testid=units]'); s.value = 'mmol'; s.dispatchEvent(new Event('change')); })()").await;
@@ -599,7 +655,8 @@ fn keys_and_limits_in_a_real_browser() {
         assert!(msg.contains("refused this API key"), "{msg}");
 
         // the right key: the forecast, equal to what /forecast answers with that key
-        t.js("document.querySelector('[data-testid=api-key]').value = ''").await;
+        t.js("document.querySelector('[data-testid=api-key]').value = ''")
+            .await;
         field.type_str("right-key-123").await.unwrap();
         t.mark().await;
         field.press_key("Enter").await.unwrap();
@@ -614,10 +671,20 @@ fn keys_and_limits_in_a_real_browser() {
         .await;
         assert_eq!(
             t.medians_shown().await,
-            numbers(&expected["median"]).iter().map(|&m| mgdl(m)).collect::<Vec<_>>()
+            numbers(&expected["median"])
+                .iter()
+                .map(|&m| mgdl(m))
+                .collect::<Vec<_>>()
         );
-        assert_eq!(t.js("sessionStorage.getItem('glurpc.apiKey')").await, "right-key-123");
-        assert_eq!(t.js("JSON.stringify(localStorage).includes('right-key')").await, false);
+        assert_eq!(
+            t.js("sessionStorage.getItem('glurpc.apiKey')").await,
+            "right-key-123"
+        );
+        assert_eq!(
+            t.js("JSON.stringify(localStorage).includes('right-key')")
+                .await,
+            false
+        );
 
         // too large for this server: 413 in words
         t.choose(&real("libre_eu_1y.csv")).await;

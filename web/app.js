@@ -67,7 +67,12 @@ async function call(path, body, { as = "json" } = {}) {
   }
   if (as === "blob") return resp.blob();
   const j = await resp.json();
-  if (j && typeof j.error === "string" && j.error) throw new Failure(`This file could not be used: ${j.error}`, 200);
+  if (j && typeof j.error === "string" && j.error) {
+    const hint = /unknown cgm data format|could not detect|not a supported/i.test(j.error)
+      ? " Choose an export from Dexcom Clarity, LibreView, CareLink or Nightscout, as the device's software wrote it."
+      : "";
+    throw new Failure(`This file could not be used: ${j.error}${hint}`, 200);
+  }
   return j;
 }
 
@@ -227,7 +232,8 @@ function summary(v) {
   if (v.actual == null) {
     $("result-title").textContent = "Your next hour";
     s.innerHTML = "";
-    s.append(`Last reading ${fmt(v.history[last])} ${u} at ${clock(t0)} on ${day(t0)}. `);
+    const older = (v.warnings || []).some((w) => w.trim().startsWith("OLDER_SEQUENCE"));
+    s.append(`${older ? "Last reading of the sequence used" : "Last reading"} ${fmt(v.history[last])} ${u} at ${clock(t0)} on ${day(t0)}. `);
     for (const mins of [30, 60]) {
       const i = at(mins);
       const b = document.createElement("strong");
@@ -330,7 +336,7 @@ function draw(v) {
   const W = Math.max(300, Math.round(wrap.clientWidth || 800));
   const H = Math.round(Math.min(520, Math.max(260, W * 0.55)));
   const narrow = W < 560;
-  const M = { l: narrow ? 40 : 52, r: narrow ? 10 : 18, t: 22, b: 56 };
+  const M = { l: narrow ? 40 : 52, r: narrow ? 10 : 18, t: 30, b: 56 };
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   svg.setAttribute("width", W);
   svg.setAttribute("height", H);
@@ -371,7 +377,7 @@ function draw(v) {
     el(svg, "line", { class: "grid", x1: M.l, x2: W - M.r, y1: Y(y), y2: Y(y) });
     el(svg, "text", { x: M.l - 6, y: Y(y) + 4, "text-anchor": "end" }, units() === "mmol" ? y.toFixed(ystep < 1 ? 1 : 0) : String(Math.round(y)));
   }
-  el(svg, "text", { class: "axis-title", x: 12, y: M.t - 8 }, `Glucose (${unitLabel()})`);
+  el(svg, "text", { class: "axis-title", x: 8, y: 14 }, `Glucose (${unitLabel()})`);
 
   // time ticks on round wall-clock times, the date under the first and at each midnight
   const every = (narrow ? 60 : 30) * 60000;

@@ -44,8 +44,12 @@ static SCRIPT: LazyLock<Asset> = LazyLock::new(|| {
         "text/javascript; charset=utf-8",
     )
 });
-static STYLE: LazyLock<Asset> =
-    LazyLock::new(|| Asset::new(include_bytes!("../../web/app.css"), "text/css; charset=utf-8"));
+static STYLE: LazyLock<Asset> = LazyLock::new(|| {
+    Asset::new(
+        include_bytes!("../../web/app.css"),
+        "text/css; charset=utf-8",
+    )
+});
 static ICON: LazyLock<Asset> =
     LazyLock::new(|| Asset::new(include_bytes!("../../web/favicon.svg"), "image/svg+xml"));
 
@@ -66,7 +70,9 @@ fn serve(req: &Request, asset: &Asset) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == asset.etag));
     let mut resp = if fresh {
-        Response::builder().status(StatusCode::NOT_MODIFIED).finish()
+        Response::builder()
+            .status(StatusCode::NOT_MODIFIED)
+            .finish()
     } else {
         Response::builder()
             .header(header::CONTENT_TYPE, asset.content_type)
