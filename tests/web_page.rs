@@ -692,7 +692,23 @@ fn keys_and_limits_in_a_real_browser() {
         let msg = t.text("[data-testid=error]").await;
         assert!(msg.contains("larger than the server accepts"), "{msg}");
         t.shot("desktop-too-large.png").await;
-
         t.assert_only(&origin);
+
+        // a server whose queue cannot take an upload's windows: 503 in words, with the wait
+        let busy = Serve::start(&[
+            "--model",
+            model.to_str().unwrap(),
+            "--max-inference-queue-size",
+            "8",
+        ]);
+        let b = tab(&browser, &busy.url("/"), 1280, 900, false).await;
+        b.choose(&dexcom).await;
+        assert_eq!(b.settle(&["ready", "error"]).await, "error");
+        let msg = b.text("[data-testid=error]").await;
+        assert!(
+            msg.starts_with("The server is busy right now; try again in"),
+            "{msg}"
+        );
+        b.assert_only(&busy.rest);
     });
 }
