@@ -551,6 +551,9 @@ fn a_person_gets_a_forecast_in_a_real_browser() {
         let png = downloaded(downloads.path(), "png").await;
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         assert!(png.len() > 10_000);
+        desk.click("download-svg").await;
+        let svg = String::from_utf8(downloaded(downloads.path(), "svg").await).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("mmol/L"), "the SVG is not the mmol/L chart");
 
         // 5. not an export: a clear message, no chart
         let junk = downloads.path().join("notes.txt");
