@@ -54,6 +54,7 @@ fn bench(c: &mut Criterion) {
         grpc_max_message_bytes: 96 << 20,
         snet_service_id: "glucose_forecast".into(),
         shutdown_grace: Duration::from_secs(5),
+        cors_origins: Vec::new(),
     };
     let running = rt.block_on(api::start(svc, &cfg)).unwrap();
     let rest = format!("http://{}", running.rest_addr.unwrap());

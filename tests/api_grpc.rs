@@ -366,5 +366,33 @@ async fn streaming_health_service_and_reflection() {
         names.contains(&"grpc.health.v1.Health".to_string()),
         "{names:?}"
     );
+
+    // ... and in v1alpha, which grpcio-reflection's Python client and many tools still use.
+    {
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        let mut refl = ServerReflectionClient::new(s.channel().await);
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol(
+                "glurpc.GlucosePrediction".into(),
+            )),
+        };
+        let reply = refl
+            .server_reflection_info(futures_util::stream::iter(vec![req]))
+            .await
+            .unwrap()
+            .into_inner()
+            .next()
+            .await
+            .unwrap()
+            .unwrap();
+        let Some(MessageResponse::FileDescriptorResponse(files)) = reply.message_response else {
+            panic!("unexpected v1alpha reflection reply: {reply:?}");
+        };
+        assert!(!files.file_descriptor_proto.is_empty());
+    }
     s.stop().await;
 }

@@ -170,8 +170,7 @@ fn units_and_clock_change_only_the_images() {
     assert_eq!(plot::plotly_json(&data), plotly);
     // the compact JSON keeps its numbers (mg/dL) and only names the unit and clock to show
     let mut before: serde_json::Value = serde_json::from_str(&compact).unwrap();
-    let mut after: serde_json::Value =
-        serde_json::from_str(&plot::compact_json(&data)).unwrap();
+    let mut after: serde_json::Value = serde_json::from_str(&plot::compact_json(&data)).unwrap();
     assert_eq!(after["display_units"], "mmol/L");
     assert_eq!(after["clock"], "utc");
     for v in [&mut before, &mut after] {

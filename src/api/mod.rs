@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub snet_service_id: String,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Origins allowed to call the REST API from a browser page of theirs
+    /// (CORS); `*` allows any; empty (the default) sends no CORS headers.
+    pub cors_origins: Vec<String>,
 }
 
 /// Why the servers could not start or stopped with an error.
@@ -115,10 +118,18 @@ pub async fn start(svc: Service, cfg: &ServerConfig) -> Result<Running, ServeErr
                 .set_service_status(name, ServingStatus::Serving)
                 .await;
         }
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // Reflection in both versions: v1, and v1alpha for grpcio-reflection's Python
+        // client and the many tools that still ask for it.
+        let reflection_builder = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection = reflection_builder()
             .build_v1()
+            .map_err(|e| ServeError::Reflection(e.to_string()))?;
+        let reflection_alpha = reflection_builder()
+            .build_v1alpha()
             .map_err(|e| ServeError::Reflection(e.to_string()))?;
         let api = GlucosePredictionServer::new(grpc::GrpcApi::new(svc.clone()))
             .max_decoding_message_size(cfg.grpc_max_message_bytes)
@@ -127,6 +138,7 @@ pub async fn start(svc: Service, cfg: &ServerConfig) -> Result<Running, ServeErr
             .layer(grpc_layers::GrpcFrontlineLayer::new(svc.clone()))
             .add_service(health_service)
             .add_service(reflection)
+            .add_service(reflection_alpha)
             .add_service(api);
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -153,7 +165,12 @@ pub async fn start(svc: Service, cfg: &ServerConfig) -> Result<Running, ServeErr
             .local_addr()
             .first()
             .and_then(|a| a.as_socket_addr().copied());
-        let app = rest::app(svc.clone(), cfg.max_body_bytes, conns);
+        let app = rest::app(
+            svc.clone(),
+            cfg.max_body_bytes,
+            conns,
+            cfg.cors_origins.clone(),
+        );
         let signal = stopped(rx.clone());
         let grace = cfg.shutdown_grace;
         running.tasks.push((

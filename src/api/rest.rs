@@ -229,6 +229,35 @@ pub fn openapi_json(svc: Service) -> String {
     openapi(svc).spec()
 }
 
+/// The CORS policy for `origins` (`*`: any origin): `GET`, `POST` and
+/// `OPTIONS` with the API's request headers, and the headers a browser
+/// client needs to read back. No credentials: keys travel in `X-API-Key`.
+/// Origins must be valid header values ([`valid_origin`]).
+pub fn cors(origins: &[String]) -> poem::middleware::Cors {
+    let cors = poem::middleware::Cors::new()
+        .allow_methods([http::Method::GET, http::Method::POST, http::Method::OPTIONS])
+        .allow_headers(["content-type", "x-api-key", "x-request-id", "accept"])
+        .expose_headers(["x-request-id", "retry-after", "content-type"])
+        .max_age(600);
+    if origins.iter().any(|o| o == "*") {
+        return cors;
+    }
+    origins
+        .iter()
+        .filter(|o| valid_origin(o))
+        .fold(cors, |c, o| c.allow_origin(o.as_str()))
+}
+
+/// True when `origin` can be listed in [`cors`]: `*`, or `scheme://host[:port]`
+/// as a browser sends it in `Origin`.
+pub fn valid_origin(origin: &str) -> bool {
+    origin == "*"
+        || ((origin.starts_with("http://") || origin.starts_with("https://"))
+            && !origin.ends_with('/')
+            && http::HeaderValue::from_str(origin).is_ok()
+            && origin.bytes().all(|b| b.is_ascii_graphic()))
+}
+
 /// The REST application: endpoints, `/openapi.json`, Swagger UI at `/docs`,
 /// the web page at `/` ([`super::web`]), all behind the front-line
 /// middleware.
@@ -236,6 +265,7 @@ pub fn app(
     svc: Service,
     max_body_bytes: usize,
     conns: std::sync::Arc<super::disconnect::Connections>,
+    cors_origins: Vec<String>,
 ) -> impl Endpoint {
     let api = openapi(svc.clone());
     let docs = api.swagger_ui();
@@ -244,5 +274,7 @@ pub fn app(
         .nest("/docs", docs)
         .at("/openapi.json", spec)
         .nest("/", api);
-    super::web::in_front_of(routes).with(Frontline::new(svc, max_body_bytes, conns))
+    super::web::in_front_of(routes)
+        .with(Frontline::new(svc, max_body_bytes, conns))
+        .with_if(!cors_origins.is_empty(), cors(&cors_origins))
 }

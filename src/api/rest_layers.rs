@@ -1,9 +1,13 @@
 //! The REST middleware, in the order a request meets it: a request id and
-//! a tracing span; the body size limit (413 before anything is parsed);
-//! API-key checks for protected paths (401/403); and, on the way out,
-//! a handler dropped when its client closes the connection (499, work
-//! cancelled); request parse failures turned into FastAPI's 422 body; and
-//! the request counted in the statistics.
+//! a tracing span; a trailing slash redirected (307, as FastAPI does); the
+//! body size limit (413 before anything is parsed); API-key checks for
+//! `POST` on protected paths (401/403; other methods reach the router and
+//! get 405); and, on the way out, a handler dropped when its client closes
+//! the connection (499, work cancelled); request parse failures turned into
+//! FastAPI's 422 body, unknown paths and methods into its JSON 404/405;
+//! `X-Content-Type-Options: nosniff` on every response and
+//! `Cache-Control: no-store` on every response that does not set its own
+//! (answers carry patient data); and the request counted in the statistics.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -151,10 +155,50 @@ fn unprocessable(err: &poem::Error) -> Option<Response> {
     )
 }
 
+/// FastAPI's JSON body for a routing failure (`{"detail": "Not Found"}`,
+/// `{"detail": "Method Not Allowed"}`), or `None` for other errors.
+fn routing_failure(err: &poem::Error) -> Option<Response> {
+    let detail = if err.is::<poem::error::NotFoundError>() {
+        "Not Found"
+    } else if err.is::<poem::error::MethodNotAllowedError>() {
+        "Method Not Allowed"
+    } else {
+        return None;
+    };
+    Some(
+        poem::web::Json(serde_json::json!({ "detail": detail }))
+            .with_status(err.status())
+            .into_response(),
+    )
+}
+
+/// FastAPI's `redirect_slashes`: `/draw_a_plot/` answers 307 to
+/// `/draw_a_plot` (query kept) when that path exists.
+fn slash_redirect(req: &Request) -> Option<Response> {
+    let path = req.uri().path();
+    let trimmed = path.strip_suffix('/')?;
+    if !KNOWN.contains(&trimmed) || trimmed == "/docs" {
+        return None;
+    }
+    let target = match req.uri().query() {
+        Some(q) => format!("{trimmed}?{q}"),
+        None => trimmed.to_string(),
+    };
+    Some(
+        Response::builder()
+            .status(StatusCode::TEMPORARY_REDIRECT)
+            .header(http::header::LOCATION, target)
+            .finish(),
+    )
+}
+
 impl<E: Endpoint> FrontlineEndpoint<E> {
     async fn guarded(&self, mut req: Request) -> Response {
+        if let Some(redirect) = slash_redirect(&req) {
+            return redirect;
+        }
         let path = req.uri().path().to_string();
-        if PROTECTED.contains(&path.as_str()) {
+        if req.method() == http::Method::POST && PROTECTED.contains(&path.as_str()) {
             let key = req.headers().get("x-api-key").map(|v| v.as_bytes());
             if let Err(e) = self.svc.keys.check(key) {
                 return failure(&e);
@@ -186,7 +230,9 @@ impl<E: Endpoint> FrontlineEndpoint<E> {
         tokio::select! {
             r = self.inner.call(req) => match r {
                 Ok(r) => r.into_response(),
-                Err(e) => unprocessable(&e).unwrap_or_else(|| e.into_response()),
+                Err(e) => unprocessable(&e)
+                    .or_else(|| routing_failure(&e))
+                    .unwrap_or_else(|| e.into_response()),
             },
             _ = self.conns.closed(peer) => {
                 tracing::debug!("client closed the connection: request dropped");
@@ -208,8 +254,19 @@ impl<E: Endpoint> Endpoint for FrontlineEndpoint<E> {
         let span = tracing::info_span!("http", id = %id, method = %req.method(), path = endpoint);
         let mut resp = self.guarded(req).instrument(span.clone()).await;
         let status = resp.status();
+        let headers = resp.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&id) {
-            resp.headers_mut().insert(REQUEST_ID, v);
+            headers.insert(REQUEST_ID, v);
+        }
+        headers.insert(
+            http::header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        if !headers.contains_key(http::header::CACHE_CONTROL) {
+            headers.insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            );
         }
         let took = started.elapsed();
         self.svc.metrics.record(

@@ -99,6 +99,20 @@ pub struct ServeArgs {
     /// Seconds in-flight requests may run after SIGTERM/SIGINT.
     #[arg(long, env = "GLURPC_SHUTDOWN_GRACE_S", default_value_t = 30.0)]
     pub shutdown_grace_s: f64,
+    /// Browser origins allowed to call the REST API (CORS), comma-separated
+    /// (`https://app.example.org`), or `*` for any; off when empty.
+    #[arg(
+        long,
+        env = "GLURPC_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub cors_origins: Vec<String>,
+}
+
+/// The CORS origins given, without empty entries.
+fn cors_origins(args: &ServeArgs) -> impl Iterator<Item = &String> {
+    args.cors_origins.iter().filter(|o| !o.trim().is_empty())
 }
 
 fn seconds(name: &str, s: f64) -> Result<Duration> {
@@ -113,6 +127,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
     if args.maximum_wanted_duration < args.minimum_duration_minutes {
         bail!("MAXIMUM_WANTED_DURATION must be at least MINIMUM_DURATION_MINUTES");
+    }
+    if let Some(bad) = cors_origins(&args).find(|o| !crate::api::rest::valid_origin(o.trim())) {
+        bail!("GLURPC_CORS_ORIGINS: {bad:?} is not an origin (scheme://host[:port], no path) or *");
     }
     let keys = if args.enable_api_keys {
         ApiKeys::from_file(&args.api_keys_file)?
@@ -171,6 +188,7 @@ async fn serve(args: ServeArgs, keys: ApiKeys) -> Result<()> {
         grpc_max_message_bytes: args.grpc_max_message_bytes.unwrap_or(body_limit),
         snet_service_id: args.snet_service_id.clone(),
         shutdown_grace: seconds("GLURPC_SHUTDOWN_GRACE_S", args.shutdown_grace_s)?,
+        cors_origins: cors_origins(&args).map(|o| o.trim().to_string()).collect(),
     };
     let running = match api::start(svc.clone(), &cfg).await {
         Ok(r) => r,

@@ -18,6 +18,7 @@ pub struct Setup {
     pub max_body_bytes: usize,
     pub grpc_max_message_bytes: usize,
     pub timeout: Duration,
+    pub cors_origins: Vec<String>,
 }
 
 impl Setup {
@@ -30,6 +31,7 @@ impl Setup {
             max_body_bytes: 96 << 20,
             grpc_max_message_bytes: 96 << 20,
             timeout: Duration::from_secs(60),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -56,6 +58,7 @@ impl TestServer {
             grpc_max_message_bytes: s.grpc_max_message_bytes,
             snet_service_id: "glucose_forecast".into(),
             shutdown_grace: Duration::from_secs(10),
+            cors_origins: s.cors_origins,
         };
         let running = api::start(svc, &cfg).await.unwrap();
         TestServer {
