@@ -179,3 +179,58 @@ async fn cors_is_opt_in() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     s.stop().await;
 }
+
+/// A message with field 1 as raw bytes: invalid UTF-8 there is not a valid
+/// `ProcessUnifiedRequest` (its field 1 is a string).
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawField1 {
+    #[prost(bytes = "vec", tag = "1")]
+    data: Vec<u8>,
+}
+
+async fn raw_call(
+    s: &TestServer,
+    method: &str,
+    data: Vec<u8>,
+) -> Result<glurpc::proto::ConvertToUnifiedResponse, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(s.channel().await);
+    grpc.ready().await.unwrap();
+    let path =
+        http::uri::PathAndQuery::try_from(format!("/glurpc.GlucosePrediction/{method}")).unwrap();
+    let codec =
+        tonic_prost::ProstCodec::<RawField1, glurpc::proto::ConvertToUnifiedResponse>::default();
+    grpc.unary(tonic::Request::new(RawField1 { data }), path, codec)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// gRPC statuses follow gRPC's conventions and the README: a malformed
+/// message is INVALID_ARGUMENT (not INTERNAL), one over the size limit
+/// RESOURCE_EXHAUSTED (not OUT_OF_RANGE), whichever direction is too big.
+#[tokio::test]
+async fn grpc_codec_failures_have_the_documented_codes() {
+    let mut setup = Setup::small();
+    setup.grpc_max_message_bytes = 300_000;
+    let s = TestServer::start(setup).await;
+    let e = raw_call(&s, "ProcessUnified", vec![0xff, 0xfe, 0xfd])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    // a request over the limit
+    let e = raw_call(&s, "ConvertToUnified", vec![b'x'; 400_000])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    // an answer over the limit: the 264 KB Dexcom export unifies to about 306 KB
+    let e = raw_call(&s, "ConvertToUnified", common::dexcom_14d())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    // the statistics count the corrected codes
+    let m = s.svc().metrics_text();
+    assert!(
+        m.contains("endpoint=\"ProcessUnified\",status=\"InvalidArgument\"} 1"),
+        "{m}"
+    );
+    s.stop().await;
+}

@@ -5,7 +5,12 @@
 //! status is read where it really is, in the headers of a trailers-only
 //! answer or in the trailers at the end of the body, so unary and
 //! streaming calls are measured alike; a call dropped before it ends
-//! (cancelled, deadline passed) counts as `Cancelled`.
+//! (cancelled, deadline passed) counts as `Cancelled`. Two of tonic's codec
+//! statuses are corrected on the way out, where the status is read: a
+//! message that is not valid protobuf is INVALID_ARGUMENT (tonic says
+//! INTERNAL: the client's bytes are at fault, not the server), and a message
+//! over the size limit is RESOURCE_EXHAUSTED (tonic says OUT_OF_RANGE; gRPC's
+//! own implementations and our README say RESOURCE_EXHAUSTED).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -86,6 +91,27 @@ impl Drop for Recorder {
     }
 }
 
+/// Corrects the codec statuses described in the module comment, in place;
+/// returns the status `headers` carry afterwards.
+fn corrected(headers: &mut http::HeaderMap) -> Option<tonic::Code> {
+    let code = code_of(headers)?;
+    let status = tonic::Status::from_header_map(headers)?;
+    let message = status.message();
+    let fixed = match code {
+        // prost's DecodeError
+        tonic::Code::Internal if message.starts_with("failed to decode Protobuf message") => {
+            tonic::Code::InvalidArgument
+        }
+        // tonic's codec, decoding or encoding
+        tonic::Code::OutOfRange if message.contains("message length too large") => {
+            tonic::Code::ResourceExhausted
+        }
+        other => return Some(other),
+    };
+    headers.insert("grpc-status", HeaderValue::from(fixed as i32));
+    Some(fixed)
+}
+
 fn code_of(headers: &http::HeaderMap) -> Option<tonic::Code> {
     let v = headers
         .get("grpc-status")?
@@ -113,10 +139,10 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let polled = self.inner.as_mut().poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(t) = frame.trailers_ref()
-            && let Some(code) = code_of(t)
+        let mut polled = self.inner.as_mut().poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &mut polled
+            && let Some(t) = frame.trailers_mut()
+            && let Some(code) = corrected(t)
         {
             self.rec.code = Some(code);
         }
@@ -209,8 +235,8 @@ where
         }
         Box::pin(
             async move {
-                let resp = inner.call(req).await?;
-                if let Some(code) = code_of(resp.headers()) {
+                let mut resp = inner.call(req).await?;
+                if let Some(code) = corrected(resp.headers_mut()) {
                     rec.code = Some(code);
                 }
                 tracing::debug!(
