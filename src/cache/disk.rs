@@ -3,6 +3,11 @@
 //! directory bounded by bytes (oldest files removed first). A truncated or
 //! foreign file is reported as corrupt, never trusted.
 //!
+//! Records hold patient data: the directory is created 0700 and every file
+//! 0600 (Unix). Temporary files (`.{name}.{pid}.tmp`) left by a crash are
+//! removed when the store is opened and cleared, and count against the
+//! bound while they exist.
+//!
 //! Record layout, little-endian: magic `GLRPCC01`, u32 header length, the
 //! header (UTF-8 JSON), u64 payload length, the payload, u32 CRC-32 of all
 //! the bytes before it.
@@ -12,9 +17,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::CacheError;
+use super::private;
 
 const MAGIC: &[u8; 8] = b"GLRPCC01";
 const EXT: &str = "glc";
+/// A temporary file of this process younger than this is a write in
+/// progress; any other temporary file is a crash's leftover.
+const TMP_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// One record: a JSON header and a binary payload.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +84,34 @@ pub struct DiskStore {
     max_bytes: u64,
 }
 
+/// True for a temporary file name (`.{name}.{pid}.tmp`).
+fn is_temp(file_name: &str) -> bool {
+    file_name.starts_with('.') && file_name.ends_with(".tmp")
+}
+
+/// The writer's process id in a temporary file name.
+fn temp_pid(file_name: &str) -> Option<u32> {
+    let stem = file_name.strip_suffix(".tmp")?;
+    stem.rsplit_once('.')?.1.parse().ok()
+}
+
+/// One file of the directory.
+struct Entry {
+    path: PathBuf,
+    modified: std::time::SystemTime,
+    bytes: u64,
+    temp: bool,
+}
+
+impl Entry {
+    /// A temporary file no write of this process is using.
+    fn stale(&self) -> bool {
+        let name = self.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let young = self.modified.elapsed().map_or(true, |age| age < TMP_GRACE);
+        self.temp && !(temp_pid(name) == Some(std::process::id()) && young)
+    }
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 200
@@ -84,13 +121,36 @@ fn valid_name(name: &str) -> bool {
 }
 
 impl DiskStore {
-    /// Opens (creating) `dir`, bounded to `max_bytes`.
+    /// Opens (creating, owner-only) `dir`, bounded to `max_bytes`: removes
+    /// the temporary files a crash left, makes the records owner-only, and
+    /// enforces the bound.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, CacheError> {
-        fs::create_dir_all(dir).map_err(|e| CacheError::Io(format!("{}: {e}", dir.display())))?;
-        Ok(DiskStore {
+        private::create_dir_all(dir)
+            .map_err(|e| CacheError::Io(format!("{}: {e}", dir.display())))?;
+        if private::loose_permissions(dir) {
+            tracing::warn!(
+                dir = %dir.display(),
+                "the cache directory is open to other users; its records are owner-only, but a private directory (0700) is safer"
+            );
+        }
+        let store = DiskStore {
             dir: dir.to_path_buf(),
             max_bytes,
-        })
+        };
+        let removed = store.remove_stale_temps();
+        if removed > 0 {
+            tracing::info!(
+                files = removed,
+                "removed temporary cache files left by a crash"
+            );
+        }
+        for e in store.entries().iter().filter(|e| !e.temp) {
+            if let Err(err) = private::restrict_file(&e.path) {
+                tracing::warn!(file = %e.path.display(), error = %err, "could not make a cache record owner-only");
+            }
+        }
+        store.enforce_bound(None);
+        Ok(store)
     }
 
     /// The directory.
@@ -115,12 +175,16 @@ impl DiskStore {
         let path = self.path(name)?;
         let tmp = self.dir.join(format!(".{name}.{}.tmp", std::process::id()));
         let io = |e: std::io::Error| CacheError::Io(format!("{}: {e}", path.display()));
-        {
-            let mut f = fs::File::create(&tmp).map_err(io)?;
-            f.write_all(&encode(header, payload)).map_err(io)?;
-            f.sync_all().map_err(io)?;
+        let written = (|| {
+            let mut f = private::create_file(&tmp)?;
+            f.write_all(&encode(header, payload))?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(io(e));
         }
-        fs::rename(&tmp, &path).map_err(io)?;
         self.enforce_bound(Some(&path));
         Ok(())
     }
@@ -141,6 +205,26 @@ impl DiskStore {
             })
     }
 
+    /// Reads only a record's header, unchecked (the checksum covers the
+    /// whole file): a hint for deciding whether to read it; `None` when
+    /// absent or not a record.
+    pub fn read_header(&self, name: &str) -> Option<serde_json::Value> {
+        use std::io::Read;
+        let mut f = fs::File::open(self.path(name).ok()?).ok()?;
+        let mut start = [0u8; 12];
+        f.read_exact(&mut start).ok()?;
+        if &start[..8] != MAGIC {
+            return None;
+        }
+        let hlen = u32::from_le_bytes([start[8], start[9], start[10], start[11]]) as usize;
+        if hlen > 1 << 20 {
+            return None;
+        }
+        let mut header = vec![0u8; hlen];
+        f.read_exact(&mut header).ok()?;
+        serde_json::from_slice(&header).ok()
+    }
+
     /// Deletes a record; true when it existed.
     pub fn remove(&self, name: &str) -> Result<bool, CacheError> {
         let path = self.path(name)?;
@@ -153,17 +237,23 @@ impl DiskStore {
 
     /// Record names (file stems), oldest first.
     pub fn names(&self) -> Vec<String> {
-        let mut files = self.files();
-        files.sort_by_key(|f| f.1);
+        let mut files = self.records();
+        files.sort_by_key(|f| f.modified);
         files
             .into_iter()
-            .filter_map(|(p, _, _)| p.file_stem()?.to_str().map(str::to_string))
+            .filter_map(|e| e.path.file_stem()?.to_str().map(str::to_string))
             .collect()
     }
 
     /// Number of records.
     pub fn len(&self) -> usize {
-        self.files().len()
+        self.records().len()
+    }
+
+    /// Bytes of the directory's records and temporary files (what the
+    /// bound counts).
+    pub fn bytes(&self) -> u64 {
+        self.entries().iter().map(|e| e.bytes).sum()
     }
 
     /// True when there are no records.
@@ -171,46 +261,74 @@ impl DiskStore {
         self.len() == 0
     }
 
-    /// Deletes every record; returns how many.
+    /// Deletes every record and every stale temporary file; returns how
+    /// many records.
     pub fn clear(&self) -> usize {
-        self.files()
+        self.remove_stale_temps();
+        self.records()
             .into_iter()
-            .filter(|(p, _, _)| fs::remove_file(p).is_ok())
+            .filter(|e| fs::remove_file(&e.path).is_ok())
             .count()
     }
 
-    /// (path, modified, bytes) of each record file.
-    fn files(&self) -> Vec<(PathBuf, std::time::SystemTime, u64)> {
+    /// Removes the temporary files no write of this process is using (a
+    /// crash's leftovers); returns how many.
+    pub fn remove_stale_temps(&self) -> usize {
+        self.entries()
+            .into_iter()
+            .filter(|e| e.stale() && fs::remove_file(&e.path).is_ok())
+            .count()
+    }
+
+    /// Record files.
+    fn records(&self) -> Vec<Entry> {
+        let mut v = self.entries();
+        v.retain(|e| !e.temp);
+        v
+    }
+
+    /// Record and temporary files.
+    fn entries(&self) -> Vec<Entry> {
         let Ok(rd) = fs::read_dir(&self.dir) else {
             return Vec::new();
         };
         rd.filter_map(|e| e.ok())
-            .filter(|e| e.path().extension().is_some_and(|x| x == EXT))
             .filter_map(|e| {
-                let m = e.metadata().ok()?;
-                Some((e.path(), m.modified().ok()?, m.len()))
+                let path = e.path();
+                let temp = is_temp(path.file_name()?.to_str()?);
+                if !temp && path.extension().is_none_or(|x| x != EXT) {
+                    return None;
+                }
+                let m = e.metadata().ok().filter(|m| m.is_file())?;
+                Some(Entry {
+                    path,
+                    modified: m.modified().ok()?,
+                    bytes: m.len(),
+                    temp,
+                })
             })
             .collect()
     }
 
-    /// Removes the oldest records until the directory fits, never `keep`.
+    /// Brings the directory (records and temporary files) within its bound:
+    /// stale temporary files go first, then the oldest records, never `keep`.
     fn enforce_bound(&self, keep: Option<&Path>) {
-        let mut files = self.files();
-        let mut total: u64 = files.iter().map(|f| f.2).sum();
+        let mut files = self.entries();
+        let mut total: u64 = files.iter().map(|f| f.bytes).sum();
         if total <= self.max_bytes {
             return;
         }
-        files.sort_by_key(|f| f.1);
-        for (p, _, len) in files {
+        files.sort_by_key(|f| (!f.stale(), f.modified));
+        for e in files {
             if total <= self.max_bytes {
                 break;
             }
-            if Some(p.as_path()) == keep {
+            if Some(e.path.as_path()) == keep || (e.temp && !e.stale()) {
                 continue;
             }
-            if fs::remove_file(&p).is_ok() {
-                tracing::info!(file = %p.display(), "disk cache over its bound: removed the oldest record");
-                total -= len;
+            if fs::remove_file(&e.path).is_ok() {
+                tracing::info!(file = %e.path.display(), "disk cache over its bound: removed the oldest file");
+                total -= e.bytes;
             }
         }
     }
@@ -227,6 +345,7 @@ mod tests {
         let s = DiskStore::open(dir.path(), 1 << 20).unwrap();
         s.write("abc", &json!({"v": 1}), b"payload").unwrap();
         let r = s.read("abc").unwrap().unwrap();
+        assert_eq!(s.read_header("abc"), Some(json!({"v": 1})));
         assert_eq!(
             (r.header["v"].as_i64(), r.payload.as_slice()),
             (Some(1), &b"payload"[..])
@@ -265,5 +384,57 @@ mod tests {
         assert_eq!(s.names(), vec!["b", "c"]);
         assert_eq!(s.clear(), 2);
         assert!(s.is_empty());
+    }
+
+    /// What a `kill -9` during a write leaves: a temporary file of another
+    /// (dead) process holding a whole record.
+    fn leftover(dir: &Path, name: &str, bytes: usize) -> PathBuf {
+        let p = dir.join(format!(".{name}.4000000.tmp"));
+        fs::write(
+            &p,
+            encode(&json!({"csv": "patient data"}), &vec![1u8; bytes]),
+        )
+        .unwrap();
+        p
+    }
+
+    #[test]
+    fn crash_leftovers_are_removed_at_open_and_on_clear_and_count_against_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let at_start = leftover(dir.path(), "h-full-t", 5000);
+        let s = DiskStore::open(dir.path(), 4000).unwrap();
+        assert!(!at_start.exists(), "a restart removes a crash's leftover");
+
+        // One appearing while the store is open counts against the bound and
+        // goes before any record.
+        s.write("a", &json!({}), &[0u8; 1000]).unwrap();
+        let later = leftover(dir.path(), "h-quick-t", 5000);
+        s.write("b", &json!({}), &[0u8; 1000]).unwrap();
+        assert!(!later.exists());
+        assert_eq!(s.names(), vec!["a", "b"]);
+        assert!(s.bytes() <= 4000, "{}", s.bytes());
+
+        // Clearing (flush) removes them too.
+        let again = leftover(dir.path(), "h-full-t", 10);
+        assert_eq!(s.clear(), 2);
+        assert!(!again.exists());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn records_and_the_directory_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("cache_storage");
+        let s = DiskStore::open(&dir, 1 << 20).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        s.write("a", &json!({}), b"patient data").unwrap();
+        assert_eq!(mode(&dir.join("a.glc")), 0o600);
+        // A record written by an older version (0644) is made owner-only.
+        fs::set_permissions(dir.join("a.glc"), fs::Permissions::from_mode(0o644)).unwrap();
+        DiskStore::open(&dir, 1 << 20).unwrap();
+        assert_eq!(mode(&dir.join("a.glc")), 0o600);
     }
 }

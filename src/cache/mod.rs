@@ -5,6 +5,7 @@
 
 pub mod disk;
 pub mod memory;
+pub mod private;
 
 pub use disk::{DiskStore, Record};
 pub use memory::{MemoryCache, Weigh};

@@ -227,13 +227,35 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     };
     let train_people = load_people(&args.train, false)?;
     let val_people = load_people(&args.val, false)?;
-    let report = train::train(
+    // The outputs are owner-only (directory 0700 when we create it, files
+    // 0600, Unix): the weights are fitted to the training people's glucose
+    // series (a model can memorise them) and the report describes that
+    // data. `glurpc model convert` keeps the default modes: it re-encodes
+    // weights that already exist and adds no personal data.
+    let existed = args.out.exists();
+    crate::cache::private::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    if existed && crate::cache::private::loose_permissions(&args.out) {
+        tracing::warn!(
+            dir = %args.out.display(),
+            "the output directory is open to other users; its files are made owner-only"
+        );
+    }
+    let trained = train::train(
         &train_people,
         &val_people,
         &options,
         &args.out,
         &mut Bar { bar: None },
-    )?;
+    );
+    for name in ["model.safetensors", "config.json", "training.json"] {
+        let path = args.out.join(name);
+        if path.exists() {
+            crate::cache::private::restrict_file(&path)
+                .with_context(|| format!("making {} owner-only", path.display()))?;
+        }
+    }
+    let report = trained?;
     eprintln!(
         "best epoch {} (validation loss {:.4}) of {}{}; {} parameters; written to {}",
         report.best_epoch,
