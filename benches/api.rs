@@ -54,6 +54,8 @@ fn bench(c: &mut Criterion) {
         grpc_max_message_bytes: 96 << 20,
         snet_service_id: "glucose_forecast".into(),
         shutdown_grace: Duration::from_secs(5),
+        limits: Default::default(),
+        body_timeout: Duration::from_secs(120),
         cors_origins: Vec::new(),
     };
     let running = rt.block_on(api::start(svc, &cfg)).unwrap();

@@ -53,6 +53,10 @@ pub struct ServerConfig {
     pub snet_service_id: String,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// REST connection limits: header and idle timeouts, the connection cap.
+    pub limits: disconnect::Limits,
+    /// Longest time a REST request body may take to arrive.
+    pub body_timeout: Duration,
     /// Origins allowed to call the REST API from a browser page of theirs
     /// (CORS); `*` allows any; empty (the default) sends no CORS headers.
     pub cors_origins: Vec<String>,
@@ -159,7 +163,7 @@ pub async fn start(svc: Service, cfg: &ServerConfig) -> Result<Running, ServeErr
         let conns = std::sync::Arc::new(disconnect::Connections::default());
         let acceptor = tokio::net::TcpListener::bind(addr)
             .await
-            .and_then(|l| disconnect::WatchedAcceptor::new(l, conns.clone()))
+            .and_then(|l| disconnect::WatchedAcceptor::new(l, conns.clone(), cfg.limits))
             .map_err(|source| ServeError::Bind { addr, source })?;
         running.rest_addr = acceptor
             .local_addr()
@@ -170,6 +174,7 @@ pub async fn start(svc: Service, cfg: &ServerConfig) -> Result<Running, ServeErr
             cfg.max_body_bytes,
             conns,
             cfg.cors_origins.clone(),
+            cfg.body_timeout,
         );
         let signal = stopped(rx.clone());
         let grace = cfg.shutdown_grace;

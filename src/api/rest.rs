@@ -6,7 +6,7 @@
 
 use poem::{Endpoint, EndpointExt, Request, Route};
 use poem_openapi::param::Query;
-use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::payload::PlainText;
 use poem_openapi::{OpenApi, OpenApiService};
 
 use crate::engine::EngineError;
@@ -16,6 +16,7 @@ use crate::plot::PlotFormat;
 use super::error::ApiError;
 use super::ops::{Health, Service, Source, parse_units};
 use super::rest_layers::Frontline;
+use super::rest_types::lax::LaxJson;
 use super::rest_types::*;
 
 /// The API's title in the OpenAPI document (the reference's).
@@ -66,11 +67,14 @@ impl RestApi {
     #[oai(path = "/process_unified", method = "post")]
     async fn process_unified(
         &self,
-        body: Json<ProcessRequest>,
+        key: ApiKeyHeader,
+        body: LaxJson<ProcessRequest>,
     ) -> Result<OrderedJson<UnifiedResponse>, ErrorResponse> {
+        let caller = self.svc.caller(key.key());
+        let body = body.0;
         match self
             .svc
-            .process(&body.csv_base64, body.force_calculate)
+            .process(&caller, &body.csv_base64, body.force_calculate)
             .await
         {
             Ok(p) => Ok(OrderedJson(UnifiedResponse {
@@ -98,7 +102,8 @@ impl RestApi {
     async fn draw_a_plot(
         &self,
         req: &Request,
-        body: Json<PlotRequest>,
+        _key: ApiKeyHeader,
+        body: LaxJson<PlotRequest>,
         /// Output format (overrides `Accept`).
         format: Query<Option<FormatParam>>,
         /// Glucose unit of a PNG or SVG chart: `mg/dL` or `mmol/L` (also
@@ -108,6 +113,7 @@ impl RestApi {
     ) -> Result<PlotBody, ErrorResponse> {
         let format = negotiate(format.0, accept(req), PlotFormat::Plotly);
         let spec = PlotSpec::new(format, parse_units(units.0.as_deref())?);
+        let body = body.0;
         let plot = self
             .svc
             .plot(&body.handle, body.index, body.force_calculate, spec)
@@ -122,20 +128,18 @@ impl RestApi {
     #[oai(path = "/quick_plot", method = "post")]
     async fn quick_plot(
         &self,
-        body: Json<ProcessRequest>,
-        /// `plotly` (default) or `json` (compact).
-        format: Query<Option<FormatParam>>,
+        key: ApiKeyHeader,
+        body: LaxJson<ProcessRequest>,
+        /// `plotly` (default) or `json` (compact); images come from
+        /// `/draw_a_plot` and `/forecast`.
+        format: Query<Option<QuickFormatParam>>,
     ) -> Result<QuickPlotBody, ErrorResponse> {
-        let format = negotiate(format.0, None, PlotFormat::Plotly);
-        if matches!(format, PlotFormat::Png | PlotFormat::Svg) {
-            return Err(ApiError::Invalid(
-                "quick_plot answers with JSON: use format=plotly or format=json; images come from /draw_a_plot and /forecast".into(),
-            )
-            .into());
-        }
+        let format = negotiate(format.0.map(FormatParam::from), None, PlotFormat::Plotly);
+        let caller = self.svc.caller(key.key());
+        let body = body.0;
         let (processed, plot) = match self
             .svc
-            .quick_plot(&body.csv_base64, body.force_calculate, format)
+            .quick_plot(&caller, &body.csv_base64, body.force_calculate, format)
             .await
         {
             Ok(r) => r,
@@ -164,7 +168,8 @@ impl RestApi {
     async fn forecast(
         &self,
         req: &Request,
-        body: Json<ForecastRequest>,
+        key: ApiKeyHeader,
+        body: LaxJson<ForecastRequest>,
         /// Output format (overrides `Accept`).
         format: Query<Option<FormatParam>>,
         /// Glucose unit of a PNG or SVG chart: `mg/dL` or `mmol/L` (also
@@ -184,24 +189,32 @@ impl RestApi {
                 );
             }
         };
+        let caller = self.svc.caller(key.key());
         let f = self
             .svc
-            .forecast(source, body.force_calculate, spec)
+            .forecast(&caller, source, body.force_calculate, spec)
             .await?;
         Ok(PlotBody::from(&*f.plot))
     }
 
     /// Cache actions: `flush`, `info`, `delete`, `save`, `load` (query
-    /// parameters, as in the reference).
+    /// parameters, as in the reference). With an admin key list
+    /// (`GLURPC_ADMIN_KEYS_FILE`), `flush`, `save`, `load` and deleting an
+    /// upload the key did not create need an admin key (403 otherwise).
     #[oai(path = "/cache_management", method = "post")]
     async fn cache_management(
         &self,
+        key: ApiKeyHeader,
         /// The action.
         action: Query<String>,
         /// The handle, for `delete` and `load`.
         handle: Query<Option<String>>,
     ) -> Result<OrderedJson<CacheManagementResponse>, ErrorResponse> {
-        let report = self.svc.cache(&action.0, handle.0.as_deref()).await?;
+        let caller = self.svc.caller(key.key());
+        let report = self
+            .svc
+            .cache(&caller, &action.0, handle.0.as_deref())
+            .await?;
         Ok(OrderedJson(report.into()))
     }
 
@@ -266,6 +279,7 @@ pub fn app(
     max_body_bytes: usize,
     conns: std::sync::Arc<super::disconnect::Connections>,
     cors_origins: Vec<String>,
+    body_timeout: std::time::Duration,
 ) -> impl Endpoint {
     let api = openapi(svc.clone());
     let docs = api.swagger_ui();
@@ -275,6 +289,6 @@ pub fn app(
         .at("/openapi.json", spec)
         .nest("/", api);
     super::web::in_front_of(routes)
-        .with(Frontline::new(svc, max_body_bytes, conns))
+        .with(Frontline::new(svc, max_body_bytes, conns, body_timeout))
         .with_if(!cors_origins.is_empty(), cors(&cors_origins))
 }

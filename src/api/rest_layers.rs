@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use poem::error::ResponseError;
 use poem::http::{HeaderValue, StatusCode};
 use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response, Result};
 use poem_openapi::error::{
@@ -27,6 +28,7 @@ use super::error::ApiError;
 use super::metrics::Protocol;
 use super::ops::Service;
 use super::rest_types::ErrorResponse;
+use super::rest_types::lax::{Issue, Unprocessable};
 
 /// Paths that need an API key (when keys are on).
 const PROTECTED: [&str; 5] = [
@@ -90,15 +92,23 @@ pub struct Frontline {
     svc: Service,
     max_body: usize,
     conns: Arc<Connections>,
+    body_timeout: std::time::Duration,
 }
 
 impl Frontline {
-    /// Middleware over `svc` accepting bodies up to `max_body` bytes.
-    pub fn new(svc: Service, max_body: usize, conns: Arc<Connections>) -> Frontline {
+    /// Middleware over `svc` accepting bodies up to `max_body` bytes, each
+    /// within `body_timeout`.
+    pub fn new(
+        svc: Service,
+        max_body: usize,
+        conns: Arc<Connections>,
+        body_timeout: std::time::Duration,
+    ) -> Frontline {
         Frontline {
             svc,
             max_body,
             conns,
+            body_timeout,
         }
     }
 }
@@ -112,6 +122,7 @@ impl<E: Endpoint> Middleware<E> for Frontline {
             svc: self.svc.clone(),
             max_body: self.max_body,
             conns: self.conns.clone(),
+            body_timeout: self.body_timeout,
         }
     }
 }
@@ -122,6 +133,7 @@ pub struct FrontlineEndpoint<E> {
     svc: Service,
     max_body: usize,
     conns: Arc<Connections>,
+    body_timeout: std::time::Duration,
 }
 
 /// The error response of `e`: the same mapping the handlers use.
@@ -129,30 +141,97 @@ fn failure(e: &ApiError) -> Response {
     ErrorResponse::from(e.clone()).into_response()
 }
 
-/// FastAPI's request-validation body for a poem-openapi parse failure.
-fn unprocessable(err: &poem::Error) -> Option<Response> {
-    let (loc, msg): (serde_json::Value, String) =
-        if let Some(e) = err.downcast_ref::<ParseParamError>() {
-            (serde_json::json!(["query", e.name]), e.reason.clone())
-        } else if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
-            (serde_json::json!(["body"]), e.reason.clone())
-        } else if let Some(e) = err.downcast_ref::<ParseMultipartError>() {
-            (serde_json::json!(["body", "file"]), e.reason.clone())
-        } else if let Some(e) = err.downcast_ref::<poem::error::ParseMultipartError>() {
-            (serde_json::json!(["body", "file"]), e.to_string())
-        } else if let Some(e) = err.downcast_ref::<ContentTypeError>() {
-            (serde_json::json!(["body"]), e.to_string())
-        } else {
-            return None;
-        };
-    let body = serde_json::json!({
-        "detail": [{ "type": "value_error", "loc": loc, "msg": msg, "input": null }]
-    });
-    Some(
-        poem::web::Json(body)
-            .with_status(StatusCode::UNPROCESSABLE_ENTITY)
-            .into_response(),
-    )
+/// Decodes one `application/x-www-form-urlencoded` component.
+fn form_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let hex = |i: usize| {
+        bytes
+            .get(i..i + 2)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+    };
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], hex(i + 1)) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 2;
+            }
+            (b, _) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The first value of query parameter `name`, decoded.
+fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (form_decode(k) == name).then(|| form_decode(v))
+    })
+}
+
+/// pydantic's `enum` error for the `format` parameter of `path`.
+fn format_issue(path: &str, given: &str) -> Issue {
+    let expected = if path == "/quick_plot" {
+        "'plotly' or 'json'"
+    } else {
+        "'plotly', 'json', 'png' or 'svg'"
+    };
+    Issue {
+        ctx: Some(serde_json::json!({ "expected": expected })),
+        ..Issue::new(
+            "enum",
+            &["query", "format"],
+            format!("Input should be {expected}"),
+            &serde_json::Value::from(given),
+        )
+    }
+}
+
+/// FastAPI's request-validation body for a poem-openapi parse failure of a
+/// query parameter or of the multipart form (JSON bodies produce their own,
+/// [`lax`](super::rest_types::lax)).
+fn unprocessable(err: &poem::Error, path: &str, query: Option<&str>) -> Option<Response> {
+    let null = serde_json::Value::Null;
+    let issue = if let Some(e) = err.downcast_ref::<ParseParamError>() {
+        match query_value(query, e.name) {
+            None => Issue::missing(&["query", e.name], &null),
+            Some(v) if e.name == "format" => format_issue(path, &v),
+            Some(v) => Issue::new(
+                "value_error",
+                &["query", e.name],
+                e.reason.clone(),
+                &serde_json::Value::from(v),
+            ),
+        }
+    } else if err.is::<ParseMultipartError>()
+        || err.is::<poem::error::ParseMultipartError>()
+        || err.is::<ContentTypeError>()
+    {
+        // Starlette reads a form it cannot parse as empty: the file is missing.
+        Issue::missing(&["body", "file"], &null)
+    } else if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
+        Issue::new("value_error", &["body"], e.reason.clone(), &null)
+    } else {
+        return None;
+    };
+    Some(Unprocessable(vec![issue]).as_response())
+}
+
+/// `408` for a body that did not arrive within `limit`.
+fn body_timed_out(limit: std::time::Duration) -> Response {
+    let detail = format!(
+        "Request body not received within {} s.",
+        limit.as_secs_f64()
+    );
+    poem::web::Json(serde_json::json!({ "detail": detail }))
+        .with_status(StatusCode::REQUEST_TIMEOUT)
+        .with_header(http::header::CONNECTION, "close")
+        .into_response()
 }
 
 /// FastAPI's JSON body for a routing failure (`{"detail": "Not Found"}`,
@@ -212,25 +291,33 @@ impl<E: Endpoint> FrontlineEndpoint<E> {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
+        let peer = req.remote_addr().as_socket_addr().copied();
+        // The connection's idle and header timers stop while this request runs.
+        let _in_flight = self.conns.dispatched(peer);
         match declared {
             Some(n) if n > self.max_body as u64 => return failure(&too_large),
-            Some(_) => {}
-            None => {
-                // No length given (chunked): read up to the limit here.
-                match req.take_body().into_bytes_limit(self.max_body).await {
-                    Ok(b) => req.set_body(Body::from_bytes(b)),
-                    Err(poem::error::ReadBodyError::PayloadTooLarge) => return failure(&too_large),
-                    Err(e) => {
+            Some(0) => {}
+            _ => {
+                // The whole body, up to the limit, within the body timeout (a
+                // client sending it a byte at a time cannot hold the connection).
+                let read = req.take_body().into_bytes_limit(self.max_body);
+                match tokio::time::timeout(self.body_timeout, read).await {
+                    Ok(Ok(b)) => req.set_body(Body::from_bytes(b)),
+                    Ok(Err(poem::error::ReadBodyError::PayloadTooLarge)) => {
+                        return failure(&too_large);
+                    }
+                    Ok(Err(e)) => {
                         return failure(&ApiError::Invalid(format!("cannot read the body: {e}")));
                     }
+                    Err(_) => return body_timed_out(self.body_timeout),
                 }
             }
         }
-        let peer = req.remote_addr().as_socket_addr().copied();
+        let query = req.uri().query().map(str::to_string);
         tokio::select! {
             r = self.inner.call(req) => match r {
                 Ok(r) => r.into_response(),
-                Err(e) => unprocessable(&e)
+                Err(e) => unprocessable(&e, &path, query.as_deref())
                     .or_else(|| routing_failure(&e))
                     .unwrap_or_else(|| e.into_response()),
             },

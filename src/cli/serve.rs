@@ -53,6 +53,11 @@ pub struct ServeArgs {
     /// The key file: one key per line, `#` comments; reloaded when it changes.
     #[arg(long, env = "GLURPC_API_KEYS_FILE", default_value = "api_keys_list")]
     pub api_keys_file: PathBuf,
+    /// Admin key file (same format): when given, `flush`, `save`, `load` and
+    /// deleting an upload the caller did not create need one of its keys.
+    /// Off by default (any key may manage the cache, as in the reference).
+    #[arg(long, env = "GLURPC_ADMIN_KEYS_FILE")]
+    pub admin_keys_file: Option<PathBuf>,
     /// Directory of the persisted cache.
     #[arg(long, env = "GLURPC_CACHE_DIR", default_value = "cache_storage")]
     pub cache_dir: PathBuf,
@@ -99,6 +104,19 @@ pub struct ServeArgs {
     /// Seconds in-flight requests may run after SIGTERM/SIGINT.
     #[arg(long, env = "GLURPC_SHUTDOWN_GRACE_S", default_value_t = 30.0)]
     pub shutdown_grace_s: f64,
+    /// REST: seconds from the first byte of a request head to its end before
+    /// the connection is closed (slow clients).
+    #[arg(long, env = "GLURPC_HEADER_TIMEOUT_S", default_value_t = 30.0)]
+    pub header_timeout_s: f64,
+    /// REST: seconds a connection with no request in flight may stay silent.
+    #[arg(long, env = "GLURPC_IDLE_TIMEOUT_S", default_value_t = 60.0)]
+    pub idle_timeout_s: f64,
+    /// REST: seconds a request body may take to arrive (408 after).
+    #[arg(long, env = "GLURPC_BODY_TIMEOUT_S", default_value_t = 120.0)]
+    pub body_timeout_s: f64,
+    /// REST: most connections open at once; more are answered 503 and closed.
+    #[arg(long, env = "GLURPC_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
     /// Browser origins allowed to call the REST API (CORS), comma-separated
     /// (`https://app.example.org`), or `*` for any; off when empty.
     #[arg(
@@ -135,6 +153,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
         ApiKeys::from_file(&args.api_keys_file)?
     } else {
         ApiKeys::disabled()
+    };
+    let keys = match &args.admin_keys_file {
+        Some(path) => keys.with_admin_file(path)?,
+        None => keys,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -188,6 +210,12 @@ async fn serve(args: ServeArgs, keys: ApiKeys) -> Result<()> {
         grpc_max_message_bytes: args.grpc_max_message_bytes.unwrap_or(body_limit),
         snet_service_id: args.snet_service_id.clone(),
         shutdown_grace: seconds("GLURPC_SHUTDOWN_GRACE_S", args.shutdown_grace_s)?,
+        limits: crate::api::disconnect::Limits {
+            header_timeout: seconds("GLURPC_HEADER_TIMEOUT_S", args.header_timeout_s)?,
+            idle_timeout: seconds("GLURPC_IDLE_TIMEOUT_S", args.idle_timeout_s)?,
+            max_connections: args.max_connections.max(1),
+        },
+        body_timeout: seconds("GLURPC_BODY_TIMEOUT_S", args.body_timeout_s)?,
         cors_origins: cors_origins(&args).map(|o| o.trim().to_string()).collect(),
     };
     let running = match api::start(svc.clone(), &cfg).await {

@@ -19,6 +19,8 @@ pub struct Setup {
     pub grpc_max_message_bytes: usize,
     pub timeout: Duration,
     pub cors_origins: Vec<String>,
+    pub limits: glurpc::api::disconnect::Limits,
+    pub body_timeout: Duration,
 }
 
 impl Setup {
@@ -32,6 +34,8 @@ impl Setup {
             grpc_max_message_bytes: 96 << 20,
             timeout: Duration::from_secs(60),
             cors_origins: Vec::new(),
+            limits: Default::default(),
+            body_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -58,6 +62,8 @@ impl TestServer {
             grpc_max_message_bytes: s.grpc_max_message_bytes,
             snet_service_id: "glucose_forecast".into(),
             shutdown_grace: Duration::from_secs(10),
+            limits: s.limits,
+            body_timeout: s.body_timeout,
             cors_origins: s.cors_origins,
         };
         let running = api::start(svc, &cfg).await.unwrap();
