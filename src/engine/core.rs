@@ -211,6 +211,16 @@ impl Engine {
                 w.push(handle);
             }
         }
+        if inner.disk.is_some() {
+            // Uploads a crash left unfinished are computed in the background.
+            let resume_inner = inner.clone();
+            let started = std::thread::Builder::new()
+                .name("glurpc-resume".into())
+                .spawn(move || resume_inner.resume());
+            if let Err(e) = started {
+                tracing::warn!(error = %e, "could not resume unfinished uploads");
+            }
+        }
         Ok(Engine { inner })
     }
 
@@ -310,10 +320,21 @@ impl Engine {
         };
         let handle = upload.handle.clone();
         if opts.force {
+            // Refused before the cached forecasts are dropped.
+            if opts.queue_windows && self.inner.jobs.room(opts.priority) < upload.windows() {
+                self.inner.drop_refused(&upload);
+                return Err(EngineError::Overloaded { retry_after_s: 30 });
+            }
             upload = self.inner.new_version(&upload);
         }
         if opts.queue_windows {
-            self.inner.queue_windows(&upload, opts.priority)?;
+            // A refused upload is not kept (unless an earlier request
+            // brought it); an accepted one is written to disk at once.
+            if let Err(e) = self.inner.queue_windows(&upload, opts.priority) {
+                self.inner.drop_refused(&upload);
+                return Err(e);
+            }
+            self.inner.accept(&upload);
         }
         Ok(Processed {
             handle,
@@ -383,7 +404,15 @@ impl Engine {
             return Ok(f);
         }
         let job = JobKey::new(key, upload.clone());
-        let rx = self.inner.jobs.submit(job, PRIORITY_INTERACTIVE, false)?;
+        let rx = match self.inner.jobs.submit(job, PRIORITY_INTERACTIVE, false) {
+            Ok(rx) => rx,
+            Err(refused) => {
+                // A new upload refused here (503) is not kept.
+                self.inner.drop_refused(upload);
+                return Err(refused.into());
+            }
+        };
+        self.inner.accept(upload);
         rx.await
             .map_err(|_| EngineError::Internal("the model worker dropped a job".into()))?
     }

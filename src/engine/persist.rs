@@ -2,8 +2,11 @@
 //! kind) holding the unified CSV and every window forecast computed so far,
 //! named by handle, kind and a fingerprint of the model, pipeline version,
 //! sample count and seed, so that a different model or pipeline never reads
-//! another's results. Records are written by a background thread; reading
-//! checks every field and reports a damaged or foreign record as such.
+//! another's results. A record is written as soon as its upload is accepted
+//! (the CSV, no forecast yet) and again as forecasts complete, by a
+//! background thread that writes only the newest queued snapshot of each
+//! record; reading checks every field and reports a damaged or foreign
+//! record as such.
 //!
 //! Payload layout (little-endian): the CSV bytes, then for each of the N
 //! windows (first to last) and the forward window a presence byte followed,
@@ -58,6 +61,25 @@ pub fn handle_of_name<'a>(name: &'a str, tag: &str) -> Option<&'a str> {
     matches!(kind, "full" | "quick").then_some(handle)
 }
 
+/// The handle and window kind of a record name written with `tag`.
+pub fn parse_name<'a>(name: &'a str, tag: &str) -> Option<(&'a str, WindowKind)> {
+    let handle = handle_of_name(name, tag)?;
+    let kind = name
+        .strip_suffix(tag)?
+        .strip_suffix('-')?
+        .rsplit_once('-')?
+        .1;
+    let kind = WindowKind::ALL.into_iter().find(|k| k.as_str() == kind)?;
+    Some((handle, kind))
+}
+
+/// True when a record's header says some of its windows are missing (a
+/// crash or a shutdown came before they were computed).
+pub fn incomplete(header: &serde_json::Value) -> bool {
+    let num = |k: &str| header.get(k).and_then(serde_json::Value::as_u64);
+    matches!((num("present"), num("windows")), (Some(p), Some(n)) if p < n)
+}
+
 /// A decoded record.
 #[derive(Debug)]
 pub struct Stored {
@@ -90,6 +112,7 @@ pub fn encode(
         "seed": fp.seed,
         "steps": steps,
         "windows": windows.len(),
+        "present": windows.iter().flatten().count(),
         "csv_bytes": upload.csv.len(),
         "origin": upload.origin.to_json(),
     });
@@ -192,10 +215,9 @@ pub fn decode(
 pub struct WriteJob {
     /// File stem.
     pub name: String,
-    /// Header.
-    pub header: serde_json::Value,
-    /// Payload.
-    pub payload: Vec<u8>,
+    /// Makes the header and payload, on the writer thread (and only for the
+    /// snapshot actually written), so that the caller copies no CSV.
+    pub encode: Box<dyn FnOnce() -> (serde_json::Value, Vec<u8>) + Send>,
     /// The upload it was made from: the write is dropped if the upload has
     /// been retired (deleted, flushed) by the time the writer reaches it.
     pub upload: Arc<Upload>,
@@ -217,6 +239,23 @@ pub struct Writer {
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
+/// `first` and the writes queued right behind it, each record only in its
+/// newest snapshot (a record is a whole snapshot of its upload), up to the
+/// first other operation, which is returned to run after them.
+fn coalesce(first: WriteJob, rx: &mpsc::Receiver<Op>) -> (Vec<WriteJob>, Option<Op>) {
+    let mut writes = vec![first];
+    while let Ok(op) = rx.try_recv() {
+        match op {
+            Op::Write(job) => match writes.iter_mut().find(|w| w.name == job.name) {
+                Some(slot) => *slot = job,
+                None => writes.push(job),
+            },
+            other => return (writes, Some(other)),
+        }
+    }
+    (writes, None)
+}
+
 fn remove_all(store: &DiskStore, names: &[String]) -> bool {
     names
         .iter()
@@ -231,12 +270,17 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("glurpc-persist".into())
             .spawn(move || {
-                for op in rx {
+                let mut next: Option<Op> = None;
+                while let Some(op) = next.take().or_else(|| rx.recv().ok()) {
                     match op {
-                        Op::Write(job) if job.upload.is_retired() => {}
                         Op::Write(job) => {
-                            if let Err(e) = disk.write(&job.name, &job.header, &job.payload) {
-                                tracing::warn!(error = %e, record = %job.name, "could not persist a cache record");
+                            let (writes, after) = coalesce(job, &rx);
+                            next = after;
+                            for job in writes.into_iter().filter(|j| !j.upload.is_retired()) {
+                                let (header, payload) = (job.encode)();
+                                if let Err(e) = disk.write(&job.name, &header, &payload) {
+                                    tracing::warn!(error = %e, record = %job.name, "could not persist a cache record");
+                                }
                             }
                         }
                         Op::Remove(names, done) => {
@@ -313,6 +357,7 @@ mod tests {
         assert_eq!(tag.len(), 16);
         let name = record_name("h1", WindowKind::Quick, &tag);
         assert_eq!(handle_of_name(&name, &tag), Some("h1"));
+        assert_eq!(parse_name(&name, &tag), Some(("h1", WindowKind::Quick)));
         let other = Fingerprint {
             model_id: "abd".into(),
             ..fp.clone()
@@ -346,11 +391,13 @@ mod tests {
         let store = DiskStore::open(dir.path(), 1 << 30).unwrap();
         let writer = Writer::start(store.clone()).unwrap();
         let up = Arc::new(quick_upload(1));
-        let job = |name: &str| WriteJob {
-            name: name.into(),
-            header: json!({"n": name}),
-            payload: vec![7; 1 << 16],
-            upload: up.clone(),
+        let job = |name: &str| {
+            let n = name.to_string();
+            WriteJob {
+                name: name.into(),
+                encode: Box::new(move || (json!({ "n": n }), vec![7; 1 << 16])),
+                upload: up.clone(),
+            }
         };
         for _ in 0..20 {
             assert!(writer.send(job("a")));
@@ -391,6 +438,7 @@ mod tests {
         };
         let windows = vec![None, Some(Arc::new(f(1.5)))];
         let (header, payload) = encode(&fp, &up, &windows, Some(&f(-2.0)), 12);
+        assert!(incomplete(&header));
         let record = Record { header, payload };
         let s = decode(&record, &fp, &up.handle, WindowKind::Quick, 9).unwrap();
         assert_eq!(&*s.csv, &*up.csv);

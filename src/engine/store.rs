@@ -2,7 +2,9 @@
 //! forecasts, rendered plots) and the disk store: finding an upload in
 //! memory, rebuilding it from the other window kind, loading it with its
 //! forecasts from disk, versions and invalidation, queueing an upload's
-//! windows, and writing finished uploads back to disk.
+//! windows, accepting or dropping a new upload, and writing uploads to disk:
+//! an accepted upload at once (its CSV, so that a crash does not lose it),
+//! then again as its forecasts complete.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use super::core::Inner;
 use super::error::EngineError;
 use super::forecast::{Target, WindowForecast, WindowKey};
 use super::persist::{self, WriteJob};
-use super::scheduler::{PRIORITY_INTERACTIVE, PRIORITY_PROCESS};
+use super::scheduler::{PRIORITY_INTERACTIVE, PRIORITY_PREFETCH, PRIORITY_PROCESS};
 use super::upload::{Upload, WindowKind};
 
 /// A queued forecast job: the window, and the upload version it is for
@@ -112,6 +114,10 @@ impl Inner {
                     self.next_version(),
                 )?
                 .with_origin(o.origin);
+                if o.is_accepted() {
+                    // The other kind's record already holds the CSV.
+                    up.accept();
+                }
                 return Ok(self.insert_upload(up));
             }
         }
@@ -222,6 +228,7 @@ impl Inner {
         };
         let n = stored.windows.len() as i64;
         let present = stored.windows.iter().flatten().count();
+        up.accept();
         let up = self.insert_upload(up);
         if up.version != version {
             return Some(up);
@@ -248,6 +255,41 @@ impl Inner {
         Some(up)
     }
 
+    /// Queues, as prefetch work, the windows missing from the records a
+    /// crash (or a shutdown) left incomplete, newest record first; stops at
+    /// the first refusal (a full queue, shutdown).
+    pub(crate) fn resume(&self) {
+        let Some(disk) = &self.disk else {
+            return;
+        };
+        let mut queued = 0;
+        for name in disk.store.names().iter().rev() {
+            let Some((handle, kind)) = persist::parse_name(name, &disk.tag) else {
+                continue;
+            };
+            let partial = disk.store.read_header(name);
+            if !partial.is_some_and(|h| persist::incomplete(&h)) {
+                continue;
+            }
+            let Some(upload) = self.load_from_disk(handle, kind) else {
+                continue;
+            };
+            match self.queue_windows(&upload, PRIORITY_PREFETCH) {
+                Ok(n) => queued += n,
+                Err(e) => {
+                    tracing::info!(error = %e, "stopped resuming unfinished uploads");
+                    break;
+                }
+            }
+        }
+        if queued > 0 {
+            tracing::info!(
+                windows = queued,
+                "queued the windows unfinished before the restart"
+            );
+        }
+    }
+
     /// The cached forecasts of `upload` (first to last window) and its
     /// forward forecast.
     fn gather(
@@ -269,28 +311,53 @@ impl Inner {
         (windows, self.cached_forecast(upload, &key(Target::Forward)))
     }
 
-    /// Writes `upload`'s record when it holds more windows than the last
-    /// record did (with `only_complete`, only once every window is there).
-    pub(crate) fn persist(&self, upload: &Arc<Upload>, only_complete: bool) {
+    /// Marks `upload` accepted (its request is answered with it) and, the
+    /// first time, writes its record (the CSV, and any forecast) at once.
+    pub(crate) fn accept(&self, upload: &Arc<Upload>) {
+        if upload.accept() {
+            self.persist(upload);
+        }
+    }
+
+    /// Drops a new upload whose request was refused (503) before it was
+    /// accepted: nothing of it stays in memory, and nothing was written.
+    pub(crate) fn drop_refused(&self, upload: &Arc<Upload>) {
+        if upload.is_accepted() || !self.is_current(upload) {
+            return;
+        }
+        let (h, k, v) = (upload.handle.clone(), upload.kind, upload.version);
+        if let Some(u) = self.uploads.remove(&(h.clone(), k)) {
+            u.retire();
+        }
+        self.forecasts
+            .remove_where(|w| w.handle == h && w.kind == k);
+        self.plots
+            .remove_where(|p| p.window.handle == h && p.window.kind == k && p.version == v);
+        tracing::debug!(handle = %h, kind = k.as_str(), "refused upload dropped");
+    }
+
+    /// Writes `upload`'s record when it is accepted and holds more windows
+    /// than the last record did (or none was written yet). The writer keeps
+    /// only the newest of the snapshots of a record still queued.
+    pub(crate) fn persist(&self, upload: &Arc<Upload>) {
         let Some(disk) = &self.disk else {
             return;
         };
+        if !upload.is_accepted() || upload.is_retired() {
+            return;
+        }
         let (windows, forward) = self.gather(upload);
         let present = windows.iter().flatten().count();
-        if present == 0
-            || present <= upload.persisted_windows()
-            || (only_complete && present < windows.len())
-        {
+        if upload.persisted_windows().is_some_and(|p| present <= p) {
             return;
         }
         let steps = self.model.config().len_pred;
-        let (header, payload) =
-            persist::encode(&disk.fp, upload, &windows, forward.as_deref(), steps);
+        let (fp, up) = (disk.fp.clone(), upload.clone());
+        let encode = move || persist::encode(&fp, &up, &windows, forward.as_deref(), steps);
         let name = persist::record_name(&upload.handle, upload.kind, &disk.tag);
         if disk.writer.send(WriteJob {
             name,
-            header,
-            payload,
+            encode: Box::new(encode),
             upload: upload.clone(),
         }) {
             upload.set_persisted(present);
@@ -301,7 +368,7 @@ impl Inner {
     pub(crate) fn persist_all(&self) {
         for key in self.uploads.keys_where(|_| true) {
             if let Some(u) = self.uploads.get(&key) {
-                self.persist(&u, false);
+                self.persist(&u);
             }
         }
     }

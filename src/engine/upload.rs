@@ -52,8 +52,13 @@ pub struct Upload {
     /// The export's unit and clock, for the charts (from the detected format
     /// where the upload was an export; read from the values for a unified CSV).
     pub origin: Origin,
-    /// Windows present in the last record written to disk for this version.
+    /// One more than the windows in the last record written to disk for
+    /// this version (0: none written yet).
     pub(crate) persisted: AtomicUsize,
+    /// Set once a request that brought the upload was answered with it
+    /// (its work queued): only accepted uploads are kept on disk, and one
+    /// refused before that (503) is dropped.
+    accepted: AtomicBool,
     /// Set when the upload is deleted or flushed: its queued disk writes
     /// are dropped instead of bringing the record back.
     retired: AtomicBool,
@@ -85,6 +90,7 @@ impl Upload {
             prepared,
             origin: Origin::of(formats::Format::Unified, table),
             persisted: AtomicUsize::new(0),
+            accepted: AtomicBool::new(false),
             retired: AtomicBool::new(false),
         })
     }
@@ -102,7 +108,7 @@ impl Upload {
     }
 
     /// The same upload under a new version (nothing recomputed but the
-    /// forecasts that will follow).
+    /// forecasts that will follow), accepted if this one was.
     pub fn with_version(&self, version: u64) -> Upload {
         Upload {
             handle: self.handle.clone(),
@@ -112,6 +118,7 @@ impl Upload {
             prepared: self.prepared.clone(),
             origin: self.origin,
             persisted: AtomicUsize::new(0),
+            accepted: AtomicBool::new(self.is_accepted()),
             retired: AtomicBool::new(false),
         }
     }
@@ -141,12 +148,23 @@ impl Upload {
         Ok(())
     }
 
-    pub(crate) fn persisted_windows(&self) -> usize {
-        self.persisted.load(Ordering::Relaxed)
+    /// Windows in the last record written for this version, if any was.
+    pub(crate) fn persisted_windows(&self) -> Option<usize> {
+        self.persisted.load(Ordering::Relaxed).checked_sub(1)
     }
 
     pub(crate) fn set_persisted(&self, windows: usize) {
-        self.persisted.store(windows, Ordering::Relaxed);
+        self.persisted.store(windows + 1, Ordering::Relaxed);
+    }
+
+    /// Marks the upload accepted; true the first time.
+    pub(crate) fn accept(&self) -> bool {
+        !self.accepted.swap(true, Ordering::SeqCst)
+    }
+
+    /// True once accepted (see [`Upload::accept`]).
+    pub fn is_accepted(&self) -> bool {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     /// Marks the upload deleted (see [`Upload::is_retired`]).

@@ -1,7 +1,7 @@
 //! The model thread: takes batches of window jobs (most urgent priority
 //! first), runs them in one forward pass, caches each result for its upload
-//! version, delivers it to every waiter, and hands finished uploads to the
-//! disk writer.
+//! version, delivers it to every waiter, and hands each upload's forecasts
+//! to the disk writer as they complete.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -98,7 +98,7 @@ pub(crate) fn model_worker(inner: &Inner) {
                     inner.jobs.complete(&job, Ok(wf));
                 }
                 for upload in touched.values() {
-                    inner.persist(upload, true);
+                    inner.persist(upload);
                 }
             }
             Err(e) => {
