@@ -24,6 +24,9 @@ pub enum ApiError {
     /// An argument the API layer rejects (an unknown format, a missing field).
     #[error("{0}")]
     Invalid(String),
+    /// A cache action that needs an admin key (`GLURPC_ADMIN_KEYS_FILE`).
+    #[error("{0}")]
+    AdminRequired(String),
 }
 
 /// What an HTTP response for an error carries.
@@ -71,6 +74,7 @@ impl ApiError {
             ApiError::MissingKey => (401, self.to_string(), None),
             ApiError::InvalidKey => (403, self.to_string(), None),
             ApiError::Invalid(m) => (400, m.clone(), None),
+            ApiError::AdminRequired(m) => (403, m.clone(), None),
         };
         HttpFailure {
             status,
@@ -103,6 +107,7 @@ impl ApiError {
             ),
             ApiError::InvalidKey => (Code::PermissionDenied, self.to_string()),
             ApiError::Invalid(m) => (Code::InvalidArgument, m.clone()),
+            ApiError::AdminRequired(m) => (Code::PermissionDenied, m.clone()),
         };
         tonic::Status::new(code, msg)
     }

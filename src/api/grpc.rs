@@ -49,6 +49,12 @@ fn status(e: ApiError) -> Status {
     e.grpc()
 }
 
+/// The caller behind a request's `x-api-key` metadata (checked already by
+/// the auth layer).
+fn caller<T>(svc: &Service, request: &Request<T>) -> super::auth::Caller {
+    svc.caller(request.metadata().get("x-api-key").map(|v| v.as_bytes()))
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -126,8 +132,13 @@ impl GlucosePrediction for GrpcApi {
         &self,
         request: Request<proto::ProcessUnifiedRequest>,
     ) -> Result<Response<proto::ProcessUnifiedResponse>, Status> {
+        let who = caller(&self.svc, &request);
         let r = request.into_inner();
-        let reply = match self.svc.process(&r.csv_base64, r.force_calculate).await {
+        let reply = match self
+            .svc
+            .process(&who, &r.csv_base64, r.force_calculate)
+            .await
+        {
             Ok(p) => proto::ProcessUnifiedResponse {
                 handle: p.handle,
                 total_samples: p.total_samples.min(i32::MAX as usize) as i32,
@@ -170,10 +181,11 @@ impl GlucosePrediction for GrpcApi {
         &self,
         request: Request<proto::QuickPlotRequest>,
     ) -> Result<Response<proto::QuickPlotResponse>, Status> {
+        let who = caller(&self.svc, &request);
         let r = request.into_inner();
         let reply = match self
             .svc
-            .quick_plot(&r.csv_base64, r.force_calculate, PlotFormat::Plotly)
+            .quick_plot(&who, &r.csv_base64, r.force_calculate, PlotFormat::Plotly)
             .await
         {
             Ok((p, Ok(plot))) => proto::QuickPlotResponse {
@@ -207,10 +219,11 @@ impl GlucosePrediction for GrpcApi {
         &self,
         request: Request<proto::CacheManagementRequest>,
     ) -> Result<Response<proto::CacheManagementResponse>, Status> {
+        let who = caller(&self.svc, &request);
         let r = request.into_inner();
         let handle = (!r.handle.is_empty()).then_some(r.handle.as_str());
         let i = |v: usize| v.min(i32::MAX as usize) as i32;
-        let reply = match self.svc.cache(&r.action, handle).await {
+        let reply = match self.svc.cache(&who, &r.action, handle).await {
             Ok(rep) => proto::CacheManagementResponse {
                 success: rep.success,
                 message: rep.message,
@@ -219,6 +232,7 @@ impl GlucosePrediction for GrpcApi {
                 items_affected: i(rep.items_affected.unwrap_or(0)),
             },
             Err(e) if e.grpc().code() == tonic::Code::InvalidArgument => return Err(status(e)),
+            Err(e @ ApiError::AdminRequired(_)) => return Err(status(e)),
             Err(e) => {
                 e.log();
                 proto::CacheManagementResponse {
@@ -242,6 +256,7 @@ impl GlucosePrediction for GrpcApi {
         &self,
         request: Request<proto::ForecastRequest>,
     ) -> Result<Response<proto::ForecastResponse>, Status> {
+        let who = caller(&self.svc, &request);
         let r = request.into_inner();
         let format = parse_format(&r.format, PlotFormat::Json).map_err(status)?;
         let spec = PlotSpec::new(format, parse_units(r.units.as_deref()).map_err(status)?);
@@ -254,7 +269,11 @@ impl GlucosePrediction for GrpcApi {
                 ));
             }
         };
-        let reply = match self.svc.forecast(source, r.force_calculate, spec).await {
+        let reply = match self
+            .svc
+            .forecast(&who, source, r.force_calculate, spec)
+            .await
+        {
             Ok(f) => proto::ForecastResponse {
                 handle: f.handle,
                 body: f.plot.bytes.to_vec(),

@@ -4,7 +4,8 @@
 //! (priorities, window kinds, timeouts, base64, formats, the 23 health
 //! fields) lives here, once.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -21,7 +22,7 @@ use crate::formats::Parsed;
 use crate::pipeline::FormattedWarnings;
 use crate::plot::{PlotFormat, Units};
 
-use super::auth::ApiKeys;
+use super::auth::{ApiKeys, Caller};
 use super::error::ApiError;
 use super::metrics::Metrics;
 
@@ -35,6 +36,45 @@ const B64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
+/// Handles whose creators are remembered at most (then the oldest half is
+/// forgotten, and those uploads can only be deleted with an admin key).
+const MAX_OWNED_HANDLES: usize = 100_000;
+
+/// Which keys created which handle, as [`Caller`] digests (never keys),
+/// kept only while an admin key list is configured. In memory: after a
+/// restart only an admin key deletes an upload.
+#[derive(Default)]
+struct Owners {
+    by_handle: HashMap<String, (u64, Vec<[u8; 32]>)>,
+    next: u64,
+}
+
+impl Owners {
+    fn record(&mut self, handle: &str, owner: &[u8; 32]) {
+        if self.by_handle.len() >= MAX_OWNED_HANDLES && !self.by_handle.contains_key(handle) {
+            let mut ages: Vec<u64> = self.by_handle.values().map(|(t, _)| *t).collect();
+            ages.sort_unstable();
+            let cut = ages[ages.len() / 2];
+            self.by_handle.retain(|_, (t, _)| *t > cut);
+        }
+        self.next += 1;
+        let entry = self
+            .by_handle
+            .entry(handle.to_string())
+            .or_insert_with(|| (0, Vec::new()));
+        entry.0 = self.next;
+        if !entry.1.contains(owner) {
+            entry.1.push(*owner);
+        }
+    }
+
+    fn created(&self, handle: &str, owner: &[u8; 32]) -> bool {
+        self.by_handle
+            .get(handle)
+            .is_some_and(|(_, owners)| owners.contains(owner))
+    }
+}
+
 /// The shared state of the front ends (cheap to clone).
 #[derive(Clone)]
 pub struct Service {
@@ -46,6 +86,7 @@ pub struct Service {
     pub metrics: Arc<Metrics>,
     /// Longest wait for a forecast before a request gives up.
     pub timeout: Duration,
+    owners: Arc<Mutex<Owners>>,
 }
 
 /// Where a forward forecast's data comes from.
@@ -129,6 +170,60 @@ impl Service {
             keys,
             metrics: Arc::new(Metrics::default()),
             timeout,
+            owners: Arc::default(),
+        }
+    }
+
+    /// The caller behind a presented API key (REST `X-API-Key`, gRPC
+    /// `x-api-key`).
+    pub fn caller(&self, presented: Option<&[u8]>) -> Caller {
+        self.keys.caller(presented)
+    }
+
+    /// Remembers that `caller` created (uploaded) `handle`, when an admin
+    /// key list makes it matter.
+    fn record_owner(&self, caller: &Caller, handle: &str) {
+        if let (true, Some(owner)) = (self.keys.admin_required(), caller.owner()) {
+            self.owners
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .record(handle, owner);
+        }
+    }
+
+    /// The admin rule of `/cache_management` and `ManageCache`: with an
+    /// admin key list, `flush`, `save` and `load` need an admin key, and
+    /// `delete` one too unless the caller created the handle. Requests the
+    /// engine refuses anyway (no handle, unknown action) pass to it.
+    fn may_manage(
+        &self,
+        caller: &Caller,
+        action: &str,
+        handle: Option<&str>,
+    ) -> Result<(), ApiError> {
+        if caller.is_admin() {
+            return Ok(());
+        }
+        let allowed = match (action, handle) {
+            ("flush" | "save", _) | ("load", Some(_)) => false,
+            ("delete", Some(h)) => caller.owner().is_some_and(|o| {
+                self.owners
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .created(h, o)
+            }),
+            _ => true,
+        };
+        if allowed {
+            Ok(())
+        } else if action == "delete" {
+            Err(ApiError::AdminRequired(
+                "An admin API key is required to delete an upload this key did not create".into(),
+            ))
+        } else {
+            Err(ApiError::AdminRequired(format!(
+                "An admin API key is required for the {action} action"
+            )))
         }
     }
 
@@ -161,7 +256,12 @@ impl Service {
 
     /// `/process_unified`: parses, keeps and queues every window of the
     /// full dataset at priority 1 (window 0 first).
-    pub async fn process(&self, csv_base64: &str, force: bool) -> Result<Processed, ApiError> {
+    pub async fn process(
+        &self,
+        caller: &Caller,
+        csv_base64: &str,
+        force: bool,
+    ) -> Result<Processed, ApiError> {
         let file = self.decode_base64(csv_base64)?;
         let opts = ProcessOptions {
             kind: WindowKind::Full,
@@ -169,7 +269,9 @@ impl Service {
             force,
             queue_windows: true,
         };
-        Ok(self.engine.process(vec![file], opts).await?)
+        let processed = self.engine.process(vec![file], opts).await?;
+        self.record_owner(caller, &processed.handle);
+        Ok(processed)
     }
 
     /// `/draw_a_plot`: one window of a processed upload. A positive index
@@ -204,6 +306,7 @@ impl Service {
     /// a refusal); the inner one a failure after it was accepted.
     pub async fn quick_plot(
         &self,
+        caller: &Caller,
         csv_base64: &str,
         force: bool,
         format: PlotFormat,
@@ -217,6 +320,7 @@ impl Service {
         {
             Ok(r) => {
                 let (processed, plot) = r?;
+                self.record_owner(caller, &processed.handle);
                 Ok((processed, plot.map_err(ApiError::from)))
             }
             Err(_) => Err(ApiError::Timeout),
@@ -226,6 +330,7 @@ impl Service {
     /// `/forecast`: the next 60 minutes after the last reading.
     pub async fn forecast(
         &self,
+        caller: &Caller,
         source: Source,
         force: bool,
         format: impl Into<PlotSpec>,
@@ -241,6 +346,7 @@ impl Service {
                     queue_windows: false,
                 };
                 let p = self.engine.process(vec![file], opts).await?;
+                self.record_owner(caller, &p.handle);
                 (p.handle, p.warnings)
             }
             Source::Handle(h) => {
@@ -273,9 +379,27 @@ impl Service {
             .await?)
     }
 
-    /// `/cache_management`.
-    pub async fn cache(&self, action: &str, handle: Option<&str>) -> Result<CacheReport, ApiError> {
-        Ok(self.engine.cache_management(action, handle).await?)
+    /// `/cache_management` and `ManageCache`, with the admin rule
+    /// (`GLURPC_ADMIN_KEYS_FILE`) applied first.
+    pub async fn cache(
+        &self,
+        caller: &Caller,
+        action: &str,
+        handle: Option<&str>,
+    ) -> Result<CacheReport, ApiError> {
+        self.may_manage(caller, action, handle)?;
+        let report = self.engine.cache_management(action, handle).await?;
+        if self.keys.admin_required() && report.success {
+            let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+            match (action, handle) {
+                ("flush", _) => owners.by_handle.clear(),
+                ("delete", Some(h)) => {
+                    owners.by_handle.remove(h);
+                }
+                _ => {}
+            }
+        }
+        Ok(report)
     }
 
     /// `/health`: the engine's snapshot plus the request figures of both

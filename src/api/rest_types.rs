@@ -1,11 +1,18 @@
 //! The REST wire types: the reference's request and response bodies (field
-//! names, defaults, validation), the error responses, and the two bodies
-//! sent as prepared bytes (a plot, and `/quick_plot`'s object around one).
+//! names, defaults, validation), the error responses, the `X-API-Key`
+//! security scheme, and the two bodies sent as prepared bytes (a plot, and
+//! `/quick_plot`'s object around one). Request bodies are read as FastAPI
+//! and pydantic read them ([`lax`]).
+
+pub mod lax;
+mod security;
+
+pub use security::{API_KEY_SCHEME, ApiKeyHeader};
 
 use bytes::Bytes;
 use poem::{IntoResponse, Response};
 use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchema, Registry};
-use poem_openapi::types::Type;
+use poem_openapi::types::{Example, Type};
 use poem_openapi::{ApiResponse, Enum, Multipart, Object, payload::Json};
 use serde::Serialize;
 
@@ -24,15 +31,36 @@ pub struct ConvertForm {
 
 /// `POST /convert_to_unified`: the unified CSV, or why there is none.
 #[derive(Debug, Object, Serialize)]
+#[oai(example)]
 pub struct ConvertResponse {
     /// The unified CSV (cgm-format 0.13.0), null on error.
+    #[oai(nullable)]
     pub csv_content: Option<String>,
     /// Why the file could not be converted, null on success.
+    #[oai(nullable)]
     pub error: Option<String>,
+}
+
+/// A unified CSV of two readings (the example bodies' upload).
+const EXAMPLE_CSV: &str = "sequence_id,original_datetime,original_glucose,quality,event_type,datetime,glucose,carbs,insulin_slow,insulin_fast,exercise\n\
+0,2024-05-01T07:55:00.000,121.0,0,EGV_READ,2024-05-01T07:55:00.000,121.0,,,,\n\
+0,2024-05-01T08:00:00.000,124.0,0,EGV_READ,2024-05-01T08:00:00.000,124.0,,,,\n";
+
+/// A handle as `/process_unified` returns it (SHA-256 hex of a unified CSV).
+const EXAMPLE_HANDLE: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+impl Example for ConvertResponse {
+    fn example() -> Self {
+        ConvertResponse {
+            csv_content: Some(EXAMPLE_CSV.to_string()),
+            error: None,
+        }
+    }
 }
 
 /// `POST /process_unified` and `POST /quick_plot`.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct ProcessRequest {
     /// The upload, base64-encoded: any supported format.
     #[oai(validator(min_length = 1))]
@@ -40,6 +68,16 @@ pub struct ProcessRequest {
     /// Recompute even when forecasts are cached.
     #[oai(default)]
     pub force_calculate: bool,
+}
+
+impl Example for ProcessRequest {
+    fn example() -> Self {
+        use base64::Engine as _;
+        ProcessRequest {
+            csv_base64: base64::engine::general_purpose::STANDARD.encode(EXAMPLE_CSV),
+            force_calculate: false,
+        }
+    }
 }
 
 /// Data-quality warnings (`FormattedWarnings`).
@@ -80,19 +118,40 @@ impl From<&FormattedWarnings> for Warnings {
 
 /// `POST /process_unified`: the handle, or why there is none.
 #[derive(Debug, Object, Serialize)]
+#[oai(example)]
 pub struct UnifiedResponse {
     /// The dataset handle (SHA-256 of the unified CSV), null on error.
+    #[oai(nullable)]
     pub handle: Option<String>,
     /// Windows in the dataset, null on error.
+    #[oai(nullable)]
     pub total_samples: Option<i64>,
     /// Data-quality warnings.
     pub warnings: Warnings,
     /// Why the upload could not be used, null on success.
+    #[oai(nullable)]
     pub error: Option<String>,
+}
+
+impl Example for UnifiedResponse {
+    fn example() -> Self {
+        UnifiedResponse {
+            handle: Some(EXAMPLE_HANDLE.to_string()),
+            total_samples: Some(110),
+            warnings: Warnings {
+                has_warnings: true,
+                imputation: true,
+                messages: vec!["IMPUTATION: gaps in the data were interpolated".into()],
+                ..Warnings::default()
+            },
+            error: None,
+        }
+    }
 }
 
 /// `POST /draw_a_plot`.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct PlotRequest {
     /// A handle from `/process_unified`.
     #[oai(validator(min_length = 8, max_length = 64))]
@@ -105,16 +164,39 @@ pub struct PlotRequest {
     pub force_calculate: bool,
 }
 
+impl Example for PlotRequest {
+    fn example() -> Self {
+        PlotRequest {
+            handle: EXAMPLE_HANDLE.to_string(),
+            index: 0,
+            force_calculate: false,
+        }
+    }
+}
+
 /// `POST /forecast` (new): the next 60 minutes after the last reading.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct ForecastRequest {
     /// The upload, base64-encoded (any supported format); or give `handle`.
+    #[oai(nullable)]
     pub csv_base64: Option<String>,
     /// A handle from `/process_unified`.
+    #[oai(nullable)]
     pub handle: Option<String>,
     /// Recompute even when cached.
     #[oai(default)]
     pub force_calculate: bool,
+}
+
+impl Example for ForecastRequest {
+    fn example() -> Self {
+        ForecastRequest {
+            csv_base64: None,
+            handle: Some(EXAMPLE_HANDLE.to_string()),
+            force_calculate: false,
+        }
+    }
 }
 
 /// A plot format (query parameter `format`).
@@ -129,6 +211,25 @@ pub enum FormatParam {
     Png,
     /// A 1000x600 SVG.
     Svg,
+}
+
+/// The formats `/quick_plot` answers with (JSON only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum QuickFormatParam {
+    /// The reference's Plotly figure JSON.
+    Plotly,
+    /// Compact JSON: times, median, quantiles, samples, history.
+    Json,
+}
+
+impl From<QuickFormatParam> for FormatParam {
+    fn from(f: QuickFormatParam) -> Self {
+        match f {
+            QuickFormatParam::Plotly => FormatParam::Plotly,
+            QuickFormatParam::Json => FormatParam::Json,
+        }
+    }
 }
 
 impl From<FormatParam> for PlotFormat {
@@ -179,12 +280,14 @@ pub struct CacheManagementResponse {
     /// Whether the action succeeded.
     pub success: bool,
     /// What happened.
+    #[oai(nullable)]
     pub message: Option<String>,
     /// Handles held in memory or on disk.
     pub cache_size: i64,
     /// Handles persisted on disk.
     pub persisted_count: i64,
     /// Entries the action touched (null for flush and info).
+    #[oai(nullable)]
     pub items_affected: Option<i64>,
 }
 
@@ -207,6 +310,32 @@ pub struct Detail {
     pub detail: String,
 }
 
+/// One request-validation error (pydantic's error, as FastAPI sends it).
+#[derive(Debug, Object)]
+#[oai(rename = "ValidationError")]
+pub struct ValidationErrorDoc {
+    /// pydantic's error type: `missing`, `int_parsing`, `bool_parsing`,
+    /// `string_type`, `less_than_equal`, `json_invalid`, ...
+    #[oai(rename = "type")]
+    pub kind: String,
+    /// Where: `["body", "index"]`, `["query", "action"]`.
+    pub loc: Vec<serde_json::Value>,
+    /// pydantic's message.
+    pub msg: String,
+    /// The value refused (long strings truncated).
+    pub input: Option<serde_json::Value>,
+    /// The constraint's parameters, e.g. `{"le": 0}`.
+    pub ctx: Option<serde_json::Value>,
+}
+
+/// FastAPI's 422 body.
+#[derive(Debug, Object)]
+#[oai(rename = "HTTPValidationError")]
+pub struct HttpValidationError {
+    /// Every validation error found.
+    pub detail: Vec<ValidationErrorDoc>,
+}
+
 /// The error responses.
 #[derive(Debug, ApiResponse)]
 pub enum ErrorResponse {
@@ -225,6 +354,9 @@ pub enum ErrorResponse {
     /// The upload is larger than the limit.
     #[oai(status = 413)]
     TooLarge(Json<Detail>),
+    /// Request validation failed (FastAPI's body: pydantic's errors).
+    #[oai(status = 422)]
+    Unprocessable(Json<HttpValidationError>),
     /// An unexpected failure (details in the server log).
     #[oai(status = 500)]
     Internal(Json<Detail>),
@@ -325,6 +457,7 @@ pub struct QuickPlotResponse {
     /// Data-quality warnings.
     pub warnings: Warnings,
     /// Why there is no plot, null on success.
+    #[oai(nullable)]
     pub error: Option<String>,
 }
 
