@@ -200,6 +200,7 @@ async fn one_descriptor_per_connection() {
         conns.push(c);
     }
     let per_connection = (open_descriptors() - before) as f64 / 50.0;
+    eprintln!("{per_connection} descriptors per connection (client and server ends)");
     // one for the client's end (this process), one for the server's
     assert!(
         per_connection <= 2.1,
