@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use candle_core::Device;
 use common::server::{Setup, TestServer, b64};
 use glurpc::api::disconnect::Limits;
+use glurpc::engine::EngineConfig;
 use glurpc::model::{Gluformer, GluformerConfig, init};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -113,6 +114,11 @@ async fn a_long_request_outlives_the_idle_timeout() {
     let cfg = GluformerConfig::default();
     let sd = init::random_state_dict(&cfg, 7).unwrap();
     setup.model = Gluformer::from_state_dict(sd, cfg, &Device::Cpu).unwrap();
+    // and 100 MC samples instead of 10: several seconds, far beyond the idle timeout
+    setup.engine = EngineConfig {
+        samples: 100,
+        ..EngineConfig::default()
+    };
     let idle = Duration::from_millis(300);
     setup.limits = Limits {
         header_timeout: idle,
