@@ -53,6 +53,7 @@ async fn routing_failures_answer_json_like_fastapi() {
     ] {
         let r = http.get(s.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 405, "{path}");
+        assert_eq!(r.headers()["allow"], "POST", "{path}");
         assert_eq!(
             r.json::<Value>().await.unwrap(),
             json!({"detail": "Method Not Allowed"}),
@@ -61,6 +62,15 @@ async fn routing_failures_answer_json_like_fastapi() {
     }
     let r = http.post(s.url("/health")).send().await.unwrap();
     assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET");
+    // TRACE too names what is allowed (schemathesis' ST204)
+    let r = http
+        .request(reqwest::Method::TRACE, s.url("/forecast"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
     // POST still needs the key
     let r = http
         .post(s.url("/draw_a_plot"))

@@ -236,7 +236,7 @@ fn body_timed_out(limit: std::time::Duration) -> Response {
 
 /// FastAPI's JSON body for a routing failure (`{"detail": "Not Found"}`,
 /// `{"detail": "Method Not Allowed"}`), or `None` for other errors.
-fn routing_failure(err: &poem::Error) -> Option<Response> {
+fn routing_failure(err: &poem::Error, path: &str) -> Option<Response> {
     let detail = if err.is::<poem::error::NotFoundError>() {
         "Not Found"
     } else if err.is::<poem::error::MethodNotAllowedError>() {
@@ -244,11 +244,25 @@ fn routing_failure(err: &poem::Error) -> Option<Response> {
     } else {
         return None;
     };
-    Some(
-        poem::web::Json(serde_json::json!({ "detail": detail }))
-            .with_status(err.status())
-            .into_response(),
-    )
+    let mut resp = poem::web::Json(serde_json::json!({ "detail": detail }))
+        .with_status(err.status())
+        .into_response();
+    if err.status() == StatusCode::METHOD_NOT_ALLOWED {
+        // RFC 9110: a 405 names the methods the resource has.
+        resp.headers_mut()
+            .insert(http::header::ALLOW, HeaderValue::from_static(allowed(path)));
+    }
+    Some(resp)
+}
+
+/// The methods a known path answers: `POST` for the operations, `GET` for
+/// the rest (health, metrics, the document, the page).
+fn allowed(path: &str) -> &'static str {
+    if path == "/convert_to_unified" || PROTECTED.contains(&path) {
+        "POST"
+    } else {
+        "GET"
+    }
 }
 
 /// FastAPI's `redirect_slashes`: `/draw_a_plot/` answers 307 to
@@ -318,7 +332,7 @@ impl<E: Endpoint> FrontlineEndpoint<E> {
             r = self.inner.call(req) => match r {
                 Ok(r) => r.into_response(),
                 Err(e) => unprocessable(&e, &path, query.as_deref())
-                    .or_else(|| routing_failure(&e))
+                    .or_else(|| routing_failure(&e, &path))
                     .unwrap_or_else(|| e.into_response()),
             },
             _ = self.conns.closed(peer) => {
