@@ -60,9 +60,11 @@ impl ApiError {
             ApiError::Engine(e) => match e {
                 EngineError::Input(m) | EngineError::BadRequest(m) => (400, m.clone(), None),
                 EngineError::BadIndex { .. } => (400, e.to_string(), None),
-                EngineError::TooLarge { .. } => (413, e.to_string(), None),
+                EngineError::TooLarge { .. } | EngineError::ResponseTooLarge { .. } => {
+                    (413, e.to_string(), None)
+                }
                 EngineError::NotFound => (404, e.to_string(), None),
-                EngineError::Overloaded { retry_after_s } => {
+                EngineError::Overloaded { retry_after_s } | EngineError::Busy { retry_after_s } => {
                     (503, e.to_string(), Some(*retry_after_s))
                 }
                 EngineError::ShuttingDown => (503, "Service is shutting down".to_string(), Some(5)),
@@ -91,9 +93,10 @@ impl ApiError {
                     (Code::InvalidArgument, m.clone())
                 }
                 EngineError::BadIndex { .. } => (Code::InvalidArgument, e.to_string()),
-                EngineError::TooLarge { .. } | EngineError::Overloaded { .. } => {
-                    (Code::ResourceExhausted, e.to_string())
-                }
+                EngineError::TooLarge { .. }
+                | EngineError::ResponseTooLarge { .. }
+                | EngineError::Overloaded { .. }
+                | EngineError::Busy { .. } => (Code::ResourceExhausted, e.to_string()),
                 EngineError::NotFound => (Code::NotFound, e.to_string()),
                 EngineError::ShuttingDown => (Code::Unavailable, "Service is shutting down".into()),
                 EngineError::Plot(_) | EngineError::Inference(_) | EngineError::Internal(_) => {

@@ -53,7 +53,14 @@ impl RestApi {
                 csv_content: Some(p.csv),
                 error: None,
             })),
-            Err(e @ ApiError::Engine(EngineError::TooLarge { .. })) => Err(e.into()),
+            // Refusals are HTTP errors, not conversion failures.
+            Err(
+                e @ ApiError::Engine(
+                    EngineError::TooLarge { .. }
+                    | EngineError::ResponseTooLarge { .. }
+                    | EngineError::Busy { .. },
+                ),
+            ) => Err(e.into()),
             Err(e) => Ok(OrderedJson(ConvertResponse {
                 csv_content: None,
                 error: Some(e.in_body().unwrap_or_else(|| e.to_string())),

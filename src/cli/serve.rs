@@ -104,6 +104,14 @@ pub struct ServeArgs {
     /// Seconds in-flight requests may run after SIGTERM/SIGINT.
     #[arg(long, env = "GLURPC_SHUTDOWN_GRACE_S", default_value_t = 30.0)]
     pub shutdown_grace_s: f64,
+    /// MiB of memory the uploads being parsed at once may cost (each is
+    /// charged about 9 times its decoded size); beyond it uploads get 503.
+    #[arg(long, env = "GLURPC_PARSE_MEMORY_MB", default_value_t = 1024)]
+    pub parse_memory_mb: usize,
+    /// MiB: the largest unified CSV `/convert_to_unified` answers with (413
+    /// beyond).
+    #[arg(long, env = "GLURPC_MAX_RESPONSE_MB", default_value_t = 96)]
+    pub max_response_mb: usize,
     /// REST: seconds from the first byte of a request head to its end before
     /// the connection is closed (slow clients).
     #[arg(long, env = "GLURPC_HEADER_TIMEOUT_S", default_value_t = 30.0)]
@@ -188,6 +196,8 @@ async fn serve(args: ServeArgs, keys: ApiKeys) -> Result<()> {
         max_minutes: args.minimum_duration_minutes,
     };
     cfg.max_upload_bytes = args.max_upload_bytes;
+    cfg.parse_memory_bytes = args.parse_memory_mb.saturating_mul(1 << 20);
+    cfg.max_response_bytes = args.max_response_mb.saturating_mul(1 << 20);
     let engine = Engine::start(model, cfg)?;
     let warm = {
         let e = engine.clone();

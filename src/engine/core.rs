@@ -15,6 +15,7 @@ use crate::model::Gluformer;
 use crate::pipeline::{FormattedWarnings, WindowConfig};
 use crate::plot::{Origin, PlotFormat};
 
+use super::admission::{Admission, ParseBudget};
 use super::error::EngineError;
 use super::forecast::{Target, WindowForecast, WindowKey};
 use super::persist::{Fingerprint, Writer};
@@ -83,6 +84,11 @@ pub struct EngineConfig {
     pub model_id: String,
     /// Model worker threads sharing the weights (`NUM_COPIES_PER_DEVICE`).
     pub workers: usize,
+    /// Memory the uploads being parsed at once may cost (see
+    /// [`super::admission`]); beyond it uploads are refused with 503.
+    pub parse_memory_bytes: usize,
+    /// Largest unified CSV a conversion answers with (413 beyond).
+    pub max_response_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -103,6 +109,8 @@ impl Default for EngineConfig {
             disk_cache_bytes: 1 << 30,
             model_id: String::new(),
             workers: 1,
+            parse_memory_bytes: 1 << 30,
+            max_response_bytes: 96 << 20,
         }
     }
 }
@@ -133,6 +141,8 @@ pub(crate) struct Inner {
     /// SHA-256 of raw upload bytes to their handle: a repeated upload is
     /// not parsed again while its prepared windows are kept.
     pub(crate) raw_handles: dashmap::DashMap<[u8; 32], String>,
+    /// What the uploads being parsed at once may cost.
+    pub(crate) parse_budget: ParseBudget,
     workers: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -194,6 +204,7 @@ impl Engine {
             disk,
             handle_count: std::sync::Mutex::new(None),
             raw_handles: dashmap::DashMap::new(),
+            parse_budget: ParseBudget::new(cfg.parse_memory_bytes),
             cfg,
         });
         let count = inner.cfg.workers.max(1);
@@ -253,11 +264,38 @@ impl Engine {
 
     /// Parses uploads (one file, or several of one person) into the unified
     /// table, its CSV and handle. CPU work: call from a worker pool.
+    /// Refused with [`EngineError::Busy`] when the parse budget is spent, and
+    /// with [`EngineError::ResponseTooLarge`] when the CSV would be larger
+    /// than `max_response_bytes`.
     pub fn convert_blocking(&self, files: &[&[u8]]) -> Result<Parsed, EngineError> {
-        let opts = ParseOptions {
-            max_bytes: self.inner.cfg.max_upload_bytes,
-        };
-        Ok(formats::parse_uploads(files, &opts)?)
+        let (parsed, _admission) = self.parse_admitted(files)?;
+        let limit = self.inner.cfg.max_response_bytes;
+        if parsed.csv.len() > limit {
+            return Err(EngineError::ResponseTooLarge {
+                size: parsed.csv.len(),
+                limit,
+            });
+        }
+        Ok(parsed)
+    }
+
+    /// Parses `files` within the parse budget: charged for the bytes
+    /// received, then for what gzip files inflate to; the admission keeps
+    /// the charge until it is dropped.
+    fn parse_admitted(&self, files: &[&[u8]]) -> Result<(Parsed, Admission), EngineError> {
+        let budget = &self.inner.parse_budget;
+        let received: usize = files.iter().map(|f| f.len()).sum();
+        let mut admission = budget.admit(received)?;
+        let max = self.inner.cfg.max_upload_bytes;
+        let inflated = files
+            .iter()
+            .map(|f| formats::decode::decompress(f, max))
+            .collect::<Result<Vec<_>, _>>()?;
+        let size: usize = inflated.iter().map(|d| d.len()).sum();
+        budget.grow(&mut admission, size.max(received))?;
+        let refs: Vec<&[u8]> = inflated.iter().map(|d| d.as_ref()).collect();
+        let opts = ParseOptions { max_bytes: max };
+        Ok((formats::parse_uploads(&refs, &opts)?, admission))
     }
 
     /// [`Engine::convert_blocking`] on the blocking pool.
@@ -296,7 +334,8 @@ impl Engine {
         let mut upload = match kept {
             Some(u) => u,
             None => {
-                let parsed = self.convert_blocking(files)?;
+                // The charge is held while the upload is prepared too.
+                let (parsed, _admission) = self.parse_admitted(files)?;
                 let handle = parsed.handle.clone();
                 if self.inner.raw_handles.len() >= RAW_HANDLES {
                     self.inner.raw_handles.clear();

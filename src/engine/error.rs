@@ -36,6 +36,23 @@ pub enum EngineError {
         /// Suggested wait before retrying, in seconds.
         retry_after_s: u32,
     },
+    /// The parse budget is spent: too many uploads are being read at once.
+    #[error("Too many uploads are being read at once. Please retry later.")]
+    Busy {
+        /// Suggested wait before retrying, in seconds.
+        retry_after_s: u32,
+    },
+    /// The unified CSV of a conversion would be larger than the server
+    /// answers with.
+    #[error(
+        "The unified CSV of this upload would be {size} bytes, more than the {limit} this server answers with: upload a shorter period"
+    )]
+    ResponseTooLarge {
+        /// The CSV's size in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The engine is stopping.
     #[error("the service is shutting down")]
     ShuttingDown,

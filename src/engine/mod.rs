@@ -3,6 +3,7 @@
 //! plot caches in memory and on disk, and turning prepared windows into model
 //! inputs and forecasts back into mg/dL and plots.
 
+pub mod admission;
 pub mod core;
 pub mod error;
 pub mod forecast;

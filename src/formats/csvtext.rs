@@ -10,7 +10,112 @@ pub struct CsvTable {
     /// Column names after cleaning.
     pub header: Vec<String>,
     /// Data records, each with the 1-based line it starts on.
-    pub records: Vec<(usize, csv::StringRecord)>,
+    pub records: Records,
+}
+
+/// Data records stored flat: every field's text in one buffer and 4-byte
+/// offsets, about 2.5 times less memory than one `csv::StringRecord` per row
+/// (a heap buffer, a bounds vector of `usize` and a position each), which
+/// dominated the memory of reading a large export. Hand-written for that.
+#[derive(Default)]
+pub struct Records {
+    text: String,
+    /// End of each field in `text`.
+    ends: Vec<u32>,
+    /// Per record: its 1-based line and the index of its first field in `ends`.
+    rows: Vec<(u32, u32)>,
+}
+
+/// One record of [`Records`].
+#[derive(Clone, Copy)]
+pub struct Rec<'a> {
+    text: &'a str,
+    /// The field ends of this record.
+    ends: &'a [u32],
+    /// Where this record's first field starts in `text`.
+    start: u32,
+}
+
+impl<'a> Rec<'a> {
+    /// Field `i`, if the record has it.
+    pub fn get(&self, i: usize) -> Option<&'a str> {
+        let end = *self.ends.get(i)? as usize;
+        let start = match i {
+            0 => self.start as usize,
+            _ => self.ends[i - 1] as usize,
+        };
+        self.text.get(start..end)
+    }
+
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True for a record without fields.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
+impl Records {
+    fn push(&mut self, line: usize, record: &csv::StringRecord) -> Result<(), ()> {
+        let first = u32::try_from(self.ends.len()).map_err(|_| ())?;
+        for field in record.iter() {
+            self.text.push_str(field);
+            self.ends
+                .push(u32::try_from(self.text.len()).map_err(|_| ())?);
+        }
+        self.rows
+            .push((u32::try_from(line).map_err(|_| ())?, first));
+        Ok(())
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// True when there is none.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Record `k` with its 1-based line.
+    pub fn get(&self, k: usize) -> Option<(usize, Rec<'_>)> {
+        let &(line, first) = self.rows.get(k)?;
+        let last = self
+            .rows
+            .get(k + 1)
+            .map_or(self.ends.len(), |r| r.1 as usize);
+        let first = first as usize;
+        let start = match first {
+            0 => 0,
+            f => self.ends[f - 1],
+        };
+        Some((
+            line as usize,
+            Rec {
+                text: &self.text,
+                ends: &self.ends[first..last],
+                start,
+            },
+        ))
+    }
+
+    /// The records with their 1-based lines, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, Rec<'_>)> {
+        (0..self.rows.len()).filter_map(|k| self.get(k))
+    }
+}
+
+impl<'a> IntoIterator for &'a Records {
+    type Item = (usize, Rec<'a>);
+    type IntoIter = Box<dyn Iterator<Item = (usize, Rec<'a>)> + 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
 }
 
 /// How header names are cleaned (cgm-format differs per parser).
@@ -53,7 +158,7 @@ impl CsvTable {
             .delimiter(delimiter)
             .from_reader(&text.as_bytes()[offset..]);
         let mut header: Option<Vec<String>> = None;
-        let mut records = Vec::new();
+        let mut records = Records::default();
         let mut record = csv::StringRecord::new();
         // Line numbers from byte offsets (the csv crate does not count blank lines).
         let body = &text.as_bytes()[offset..];
@@ -91,10 +196,12 @@ impl CsvTable {
             match header {
                 None => header = Some(record.iter().map(|h| clean_name(h, clean)).collect()),
                 Some(_) => {
-                    // Hand the filled record over and read the next into one of the same size.
-                    let next =
-                        csv::StringRecord::with_capacity(record.as_slice().len(), record.len());
-                    records.push((line, std::mem::replace(&mut record, next)));
+                    if records.push(line, &record).is_err() {
+                        return Err(FormatError::malformed(
+                            format,
+                            "more than 4 GiB of CSV fields".to_string(),
+                        ));
+                    }
                 }
             }
         }
@@ -152,7 +259,7 @@ fn clean_name(raw: &str, clean: HeaderClean) -> String {
 }
 
 /// A cell as polars sees it: `None` when absent (ragged row) or empty.
-pub fn cell(rec: &csv::StringRecord, idx: Option<usize>) -> Option<&str> {
+pub fn cell<'a>(rec: Rec<'a>, idx: Option<usize>) -> Option<&'a str> {
     let s = rec.get(idx?)?;
     if s.is_empty() { None } else { Some(s) }
 }
@@ -197,12 +304,19 @@ mod tests {
         let t = CsvTable::read("x\na,b\n1,2\n\n3\n", b',', 1, HeaderClean::Quotes, "t").unwrap();
         assert_eq!(t.header, vec!["a", "b"]);
         assert_eq!(t.records.len(), 2);
+        let (line, second) = t.records.get(1).unwrap();
         assert_eq!(
-            t.records[1].0,
+            line,
             5,
             "{:?}",
             t.records.iter().map(|r| r.0).collect::<Vec<_>>()
         );
-        assert_eq!(cell(&t.records[1].1, Some(1)), None);
+        assert_eq!(cell(second, Some(1)), None);
+        assert_eq!(cell(second, Some(0)), Some("3"));
+        let (_, first) = t.records.get(0).unwrap();
+        assert_eq!(
+            (first.get(0), first.get(1), first.len()),
+            (Some("1"), Some("2"), 2)
+        );
     }
 }

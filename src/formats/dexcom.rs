@@ -35,7 +35,7 @@ pub fn parse(text: &str, european: bool) -> Result<Vec<Row>, FormatError> {
         .iter()
         .filter_map(|(line, rec)| {
             let ts = cell(rec, Some(ts_i))?;
-            (!ts.trim().is_empty()).then_some((*line, rec, ts))
+            (!ts.trim().is_empty()).then_some((line, rec, ts))
         })
         .collect();
     let Some(&(_, _, first)) = data.first() else {

@@ -102,7 +102,7 @@ pub fn parse(text: &str, european: bool) -> Result<Vec<Row>, FormatError> {
             }
             _ => continue,
         };
-        stamps.push((*line, cell(rec, Some(ts_i)).unwrap_or("")));
+        stamps.push((line, cell(rec, Some(ts_i)).unwrap_or("")));
         rows.push(row);
     }
     if rows.is_empty() {

@@ -72,7 +72,7 @@ fn marker_number<'a>(text: &'a str, key: &str, need_grams: bool) -> Option<&'a s
 }
 
 /// True when any of the value columns has text (rows without any are skipped early).
-fn has_values(rec: &csv::StringRecord, cols: [Option<usize>; 5]) -> bool {
+fn has_values(rec: super::csvtext::Rec<'_>, cols: [Option<usize>; 5]) -> bool {
     cols.iter().any(|c| cell(rec, *c).is_some())
 }
 
@@ -118,7 +118,7 @@ pub fn parse(text: &str) -> Result<Vec<Row>, FormatError> {
                 probe_layout(s, &LAYOUTS).ok_or_else(|| FormatError::BadTimestamp {
                     format: FORMAT,
                     value: s.clone(),
-                    line: *line,
+                    line,
                 })?,
             );
         }
@@ -158,7 +158,7 @@ pub fn parse(text: &str) -> Result<Vec<Row>, FormatError> {
             return Err(FormatError::BadTimestamp {
                 format: FORMAT,
                 value: stamp.unwrap_or_default(),
-                line: *line,
+                line,
             });
         };
         for mut r in emitted {

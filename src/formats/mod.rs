@@ -68,13 +68,25 @@ impl Parsed {
 
 /// Parses one upload (any supported format, optionally gzip-compressed).
 pub fn parse_bytes(bytes: &[u8], opts: &ParseOptions) -> Result<Parsed, FormatError> {
-    let raw = decode::decompress(bytes, opts.max_bytes)?;
-    let text = decode::decode_text(&raw)?;
-    parse_text(&text)
+    // The text is dropped before the table is built: at most one of them is
+    // held at once besides the rows (memory of large uploads).
+    let (format, rows, copy_original) = {
+        let raw = decode::decompress(bytes, opts.max_bytes)?;
+        let text = decode::decode_text(&raw)?;
+        rows_of(&text)?
+    };
+    finish(format, rows, copy_original)
 }
 
 /// Parses decoded text.
 pub fn parse_text(text: &str) -> Result<Parsed, FormatError> {
+    let (format, rows, copy_original) = rows_of(text)?;
+    finish(format, rows, copy_original)
+}
+
+/// The format of decoded text, its rows, and whether the unified table keeps
+/// the original values.
+fn rows_of(text: &str) -> Result<(Format, Vec<Row>, bool), FormatError> {
     let format = detect(text)?;
     let (rows, copy_original) = match format {
         Format::Unified => unified::parse(text)?,
@@ -87,7 +99,7 @@ pub fn parse_text(text: &str) -> Result<Parsed, FormatError> {
         Format::NightscoutJson => (nightscout::parse_json(&[text])?, true),
         other => return Err(unsupported(other)),
     };
-    finish(format, rows, copy_original)
+    Ok((format, rows, copy_original))
 }
 
 /// Parses an upload made of several files. A single file is parsed as by

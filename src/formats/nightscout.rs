@@ -70,7 +70,7 @@ pub fn parse_exporter_csv(text: &str) -> Result<Vec<Row>, FormatError> {
         Some(t) => Some(t.require([&["Date"], &["Time"]], CSV_FORMAT)?),
         None => None,
     };
-    let stamp = |rec: &csv::StringRecord, d: usize, tm: usize| -> Option<String> {
+    let stamp = |rec: super::csvtext::Rec<'_>, d: usize, tm: usize| -> Option<String> {
         Some(format!("{} {}", cell(rec, Some(d))?, cell(rec, Some(tm))?))
     };
     let mut stamps: Vec<String> = e

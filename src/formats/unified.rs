@@ -92,7 +92,7 @@ pub fn parse(text: &str) -> Result<(Vec<Row>, bool), FormatError> {
                     .ok_or_else(|| FormatError::BadTimestamp {
                         format: FORMAT,
                         value: s.to_string(),
-                        line: *line,
+                        line,
                     }),
             })
             .collect()
