@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::formats::{self, ParseOptions, Parsed};
+
 use super::error::EngineError;
 
 /// Peak resident bytes per byte of decoded upload while it is parsed and
@@ -95,6 +97,29 @@ impl ParseBudget {
     pub fn available_bytes(&self) -> usize {
         self.sem.available_permits() * UNIT
     }
+}
+
+/// Parses `files` (at most `max_upload` bytes once inflated) within
+/// `budget`: charged for the bytes received, then for what gzip files
+/// inflate to; the admission keeps the charge until it is dropped.
+pub(crate) fn parse_within(
+    budget: &ParseBudget,
+    max_upload: usize,
+    files: &[&[u8]],
+) -> Result<(Parsed, Admission), EngineError> {
+    let received: usize = files.iter().map(|f| f.len()).sum();
+    let mut admission = budget.admit(received)?;
+    let inflated = files
+        .iter()
+        .map(|f| formats::decode::decompress(f, max_upload))
+        .collect::<Result<Vec<_>, _>>()?;
+    let size: usize = inflated.iter().map(|d| d.len()).sum();
+    budget.grow(&mut admission, size.max(received))?;
+    let refs: Vec<&[u8]> = inflated.iter().map(|d| d.as_ref()).collect();
+    let opts = ParseOptions {
+        max_bytes: max_upload,
+    };
+    Ok((formats::parse_uploads(&refs, &opts)?, admission))
 }
 
 #[cfg(test)]

@@ -10,12 +10,12 @@ use std::sync::atomic::AtomicU64;
 use std::thread::JoinHandle;
 
 use crate::cache::{DiskStore, MemoryCache};
-use crate::formats::{self, ParseOptions, Parsed};
+use crate::formats::{self, Parsed};
 use crate::model::Gluformer;
 use crate::pipeline::{FormattedWarnings, WindowConfig};
 use crate::plot::{Origin, PlotFormat};
 
-use super::admission::{Admission, ParseBudget};
+use super::admission::{Admission, ParseBudget, parse_within};
 use super::error::EngineError;
 use super::forecast::{Target, WindowForecast, WindowKey};
 use super::persist::{Fingerprint, Writer};
@@ -279,23 +279,13 @@ impl Engine {
         Ok(parsed)
     }
 
-    /// Parses `files` within the parse budget: charged for the bytes
-    /// received, then for what gzip files inflate to; the admission keeps
-    /// the charge until it is dropped.
+    /// [`parse_within`] this engine's budget and upload limit.
     fn parse_admitted(&self, files: &[&[u8]]) -> Result<(Parsed, Admission), EngineError> {
-        let budget = &self.inner.parse_budget;
-        let received: usize = files.iter().map(|f| f.len()).sum();
-        let mut admission = budget.admit(received)?;
-        let max = self.inner.cfg.max_upload_bytes;
-        let inflated = files
-            .iter()
-            .map(|f| formats::decode::decompress(f, max))
-            .collect::<Result<Vec<_>, _>>()?;
-        let size: usize = inflated.iter().map(|d| d.len()).sum();
-        budget.grow(&mut admission, size.max(received))?;
-        let refs: Vec<&[u8]> = inflated.iter().map(|d| d.as_ref()).collect();
-        let opts = ParseOptions { max_bytes: max };
-        Ok((formats::parse_uploads(&refs, &opts)?, admission))
+        parse_within(
+            &self.inner.parse_budget,
+            self.inner.cfg.max_upload_bytes,
+            files,
+        )
     }
 
     /// [`Engine::convert_blocking`] on the blocking pool.
