@@ -493,8 +493,11 @@ impl Engine {
         }
         let target = pk.window.target;
         let up = upload.clone();
-        let bytes =
-            Arc::new(blocking(move || super::plots::render(&up, target, &f, format)).await?);
+        let inner = self.inner.clone();
+        let bytes = Arc::new(
+            blocking(move || super::plots::render_counted(&inner.stats, &up, target, &f, format))
+                .await?,
+        );
         if self.inner.is_current(upload) {
             self.inner.plots.insert(pk, bytes.clone());
         }

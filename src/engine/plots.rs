@@ -8,6 +8,7 @@ use crate::plot::{PlotData, PlotFormat, Units};
 
 use super::error::EngineError;
 use super::forecast::{Target, WindowForecast, WindowKey, to_mgdl};
+use super::stats::Stats;
 use super::upload::Upload;
 
 /// The index reported for a forward forecast (the window after index 0).
@@ -98,6 +99,21 @@ pub fn plot_data(
         units: units.unwrap_or(upload.origin.units),
         clock: upload.origin.clock,
     })
+}
+
+/// [`render`], counted in `stats` (renders running, done and failed; on the
+/// rendering thread, so a request dropped meanwhile still ends its count).
+pub(crate) fn render_counted(
+    stats: &Stats,
+    upload: &Upload,
+    target: Target,
+    f: &WindowForecast,
+    spec: PlotSpec,
+) -> Result<PlotBytes, EngineError> {
+    stats.render_started();
+    let r = render(upload, target, f, spec);
+    stats.render_done(r.is_ok());
+    r
 }
 
 /// Renders a window's plot.
