@@ -2,9 +2,20 @@
 //! the command.
 
 use clap::Parser;
+use glurpc::cli::exit;
 
 fn main() -> std::process::ExitCode {
-    let cli = glurpc::cli::Cli::parse();
+    let cli = match glurpc::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version print to stdout and succeed; usage errors are 64.
+            let _ = e.print();
+            return match e.use_stderr() {
+                true => std::process::ExitCode::from(exit::USAGE),
+                false => std::process::ExitCode::SUCCESS,
+            };
+        }
+    };
     // The service reports its own progress; the one-shot commands only warn.
     let default = match cli.command {
         glurpc::cli::Command::Serve(_) => "glurpc=info,warn",
@@ -25,9 +36,11 @@ fn main() -> std::process::ExitCode {
     }
     match glurpc::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader of our output went away (`glurpc convert F | head`): done.
+        Err(e) if exit::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::from(2)
+            eprintln!("error: {}", exit::message(&e));
+            std::process::ExitCode::from(exit::code(&e))
         }
     }
 }

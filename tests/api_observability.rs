@@ -31,7 +31,15 @@ async fn renders_are_counted_in_health_and_metrics() {
     let health = |s: &TestServer| {
         let url = s.url("/health");
         let http = s.http.clone();
-        async move { http.get(url).send().await.unwrap().json::<Value>().await.unwrap() }
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
     };
     let metrics = |s: &TestServer| {
         let url = s.url("/metrics");

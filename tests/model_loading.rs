@@ -234,7 +234,7 @@ fn a_model_missing_from_the_offline_cache_names_the_cache() {
         .env("HF_HUB_OFFLINE", "1")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(66), "no input");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("HF_HUB_OFFLINE"), "{err}");
     assert!(err.contains("models--org--absent"), "{err}");
@@ -242,7 +242,7 @@ fn a_model_missing_from_the_offline_cache_names_the_cache() {
         .args(["model", "info", "./no/such/dir"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(66), "no input");
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a Hub id"));
 }
 
@@ -276,6 +276,6 @@ fn convert_writes_a_loadable_safetensors_copy() {
         .arg(&target)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(65), "refused input");
     assert!(!target.join("model.safetensors").exists());
 }

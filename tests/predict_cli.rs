@@ -99,7 +99,7 @@ fn formats_forward_forecasts_and_errors() {
     assert_eq!(again.stdout, out.stdout);
 
     let out = predict(&["--index", "3"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(65), "refused input");
     assert!(
         String::from_utf8_lossy(&out.stderr)
             .contains("Index 3 out of range. Valid range: -109 to 0")
@@ -110,7 +110,7 @@ fn formats_forward_forecasts_and_errors() {
         .arg(root().join("Cargo.toml"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(65), "refused input");
     assert!(!out.stderr.is_empty());
 }
 

@@ -5,6 +5,7 @@
 //! per-step band calibration). Every option is also an environment variable.
 
 mod calibrate;
+pub mod exit;
 mod model_cmd;
 mod predict;
 mod serve;

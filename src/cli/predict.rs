@@ -28,8 +28,10 @@ pub struct ModelArgs {
     /// `cpu` or `cuda:N` (needs a build with `--features cuda`).
     #[arg(long, env = "GLURPC_DEVICE", default_value = "cpu")]
     pub device: String,
-    /// MC-dropout samples per window.
-    #[arg(long, env = "NUM_SAMPLES", default_value_t = 10)]
+    /// MC-dropout samples per window (at least 1; `--deterministic` for one
+    /// pass without dropout).
+    #[arg(long, env = "NUM_SAMPLES", default_value_t = 10,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub samples: usize,
     /// Dropout off: one deterministic pass per window (overrides --samples).
     #[arg(long, env = "GLURPC_DETERMINISTIC")]
