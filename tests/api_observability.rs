@@ -91,3 +91,88 @@ async fn renders_are_counted_in_health_and_metrics() {
     assert_eq!(sample(&text, "glurpc_plot_render_errors_total"), 0.0);
     s.stop().await;
 }
+
+/// `GET /info` says which model answers, as `glurpc model info` does for the
+/// same weights.
+#[test]
+fn info_names_the_model_that_answers() {
+    use std::io::{BufRead, BufReader};
+    let bin = env!("CARGO_BIN_EXE_glurpc");
+    let cli = std::process::Command::new(bin)
+        .args(["model", "info", "default", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let cli: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(
+        cli["calibration"]["scales"].as_array().map(Vec::len),
+        Some(12)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(bin)
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--rest-port",
+            "0",
+            "--grpc-port",
+            "0",
+        ])
+        .args(["--seed", "7", "--samples", "12"])
+        .arg("--cache-dir")
+        .arg(dir.path())
+        .env_remove("GLURPC_MODEL")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("glurpc ready:"))
+        .expect("no ready line");
+    let rest = ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("rest="))
+        .unwrap()
+        .to_string();
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let info: Value = rt.block_on(async {
+        reqwest::get(format!("http://{rest}/info"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(info["model"], "default");
+    assert_eq!(info["sha256"], cli["sha256"]);
+    assert_eq!(info["parameters"], cli["parameters"]);
+    assert_eq!(info["config"], cli["config"]);
+    assert_eq!(info["calibration"], cli["calibration"]);
+    assert_eq!(info["device"], "cpu");
+    assert_eq!(
+        (info["samples"].as_u64(), info["seed"].as_u64()),
+        (Some(12), Some(7))
+    );
+    assert!(
+        info["model_id"]
+            .as_str()
+            .unwrap()
+            .starts_with(cli["sha256"].as_str().unwrap()),
+        "{info}"
+    );
+}

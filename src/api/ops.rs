@@ -439,6 +439,11 @@ impl Service {
         }
     }
 
+    /// `GET /info`: the model and sampling settings that answer.
+    pub fn info(&self) -> crate::engine::info::ModelInfo {
+        self.engine.model_info()
+    }
+
     /// `/metrics`: the Prometheus text.
     pub fn metrics_text(&self) -> String {
         self.metrics

@@ -231,6 +231,18 @@ impl RestApi {
         OrderedJson(self.svc.health())
     }
 
+    /// New: which model answers: glurpc's version, the model's source and
+    /// SHA-256, its hyperparameters and parameter count, the device, the
+    /// samples, seed and batch size, and the band calibration. Public.
+    #[oai(path = "/info", method = "get")]
+    async fn info(&self) -> poem_openapi::payload::Json<serde_json::Value> {
+        // Through the text, so that f32 settings read as written (0.2, not
+        // 0.20000000298023224). Plain structs of strings and numbers cannot
+        // fail to serialise.
+        let text = serde_json::to_string(&self.svc.info()).unwrap_or_default();
+        poem_openapi::payload::Json(serde_json::from_str(&text).unwrap_or_default())
+    }
+
     /// Prometheus metrics (text exposition format). Public.
     #[oai(path = "/metrics", method = "get")]
     async fn metrics(&self) -> PlainText<String> {

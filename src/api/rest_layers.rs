@@ -40,7 +40,8 @@ const PROTECTED: [&str; 5] = [
 ];
 
 /// Paths with their own metrics label; anything else is "other".
-const KNOWN: [&str; 10] = [
+const KNOWN: [&str; 11] = [
+    "/info",
     "/convert_to_unified",
     "/process_unified",
     "/draw_a_plot",

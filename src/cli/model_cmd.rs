@@ -55,7 +55,8 @@ pub struct ConvertModelArgs {
 /// `glurpc model info`.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// A local directory or file, or a Hub id `owner/name[@revision][:file]`.
+    /// `default` (the embedded model), a local directory or file, or a Hub
+    /// id `owner/name[@revision][:file]`.
     #[arg(value_name = "ID")]
     pub id: String,
     /// Print one JSON object.
@@ -78,6 +79,8 @@ pub struct ModelInfo {
     pub parameters: usize,
     /// SHA-256 of the weights file.
     pub sha256: String,
+    /// The per-step band calibration beside the weights, if any.
+    pub calibration: Option<model::Calibration>,
 }
 
 /// Runs a `model` subcommand.
@@ -97,22 +100,41 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let files = rt.block_on(model::source::resolve(&a.id))?;
-            let cfg = model::load_config(&files)?;
-            // Strict check, so `info` also validates the file.
-            let sd = weights::read(&files.weights)?;
-            weights::check(&sd, &cfg)?;
-            let info = ModelInfo {
-                id: a.id,
-                file: files.weights.display().to_string(),
-                config_file: files
-                    .config
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "default".into()),
-                parameters: weights::parameter_count(&cfg),
-                sha256: model::sha256_file(&files.weights)?,
-                config: cfg,
+            let info = if a.id == "default" {
+                // The embedded model (what `serve` and `predict` use without --model).
+                let cfg = model::default::config()?;
+                ModelInfo {
+                    id: a.id,
+                    file: "embedded (model/model.safetensors)".into(),
+                    config_file: "embedded (model/config.json)".into(),
+                    parameters: weights::parameter_count(&cfg),
+                    sha256: model::default::sha256(),
+                    config: cfg,
+                    calibration: Some(model::default::calibration()?),
+                }
+            } else {
+                let files = rt.block_on(model::source::resolve(&a.id))?;
+                let cfg = model::load_config(&files)?;
+                // Strict check, so `info` also validates the file.
+                let sd = weights::read(&files.weights)?;
+                weights::check(&sd, &cfg)?;
+                let calibration = match model::calibration_beside(&files) {
+                    Some(p) => Some(model::Calibration::read(&p)?),
+                    None => None,
+                };
+                ModelInfo {
+                    id: a.id,
+                    file: files.weights.display().to_string(),
+                    config_file: files
+                        .config
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|| "default".into()),
+                    parameters: weights::parameter_count(&cfg),
+                    sha256: model::sha256_file(&files.weights)?,
+                    config: cfg,
+                    calibration,
+                }
             };
             let mut out = std::io::stdout().lock();
             if a.json {
@@ -124,6 +146,19 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
                 writeln!(out, "config:     {}", info.config_file)?;
                 writeln!(out, "sha256:     {}", info.sha256)?;
                 writeln!(out, "parameters: {}", info.parameters)?;
+                match &info.calibration {
+                    Some(c) => writeln!(
+                        out,
+                        "calibration: {:.0}% band, per-step factors {}",
+                        c.target_coverage * 100.0,
+                        c.scales
+                            .iter()
+                            .map(|x| format!("{x:.3}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    )?,
+                    None => writeln!(out, "calibration: none")?,
+                }
                 let c = &info.config;
                 writeln!(
                     out,

@@ -84,6 +84,8 @@ impl ModelArgs {
             seed: self.seed,
             batch_size: self.batch_size,
             model_id: model::cache_key(&weights_sha, m.calibration()),
+            model_source: self.model.clone().unwrap_or_else(|| "default".into()),
+            weights_sha256: weights_sha,
             ..EngineConfig::default()
         };
         Ok((m, cfg))

@@ -4,18 +4,18 @@
 //! disk store. A request for one window waits only for that window; the
 //! rest of an upload is queued behind it as background work.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::thread::JoinHandle;
 
 use crate::cache::{DiskStore, MemoryCache};
-use crate::formats::{self, Parsed};
+use crate::formats::Parsed;
 use crate::model::Gluformer;
-use crate::pipeline::{FormattedWarnings, WindowConfig};
+use crate::pipeline::FormattedWarnings;
 use crate::plot::{Origin, PlotFormat};
 
 use super::admission::{Admission, ParseBudget, parse_within};
+pub use super::config::EngineConfig;
 use super::error::EngineError;
 use super::forecast::{Target, WindowForecast, WindowKey};
 use super::persist::{Fingerprint, Writer};
@@ -48,71 +48,6 @@ pub struct ProcessOptions {
     pub force: bool,
     /// Queue every window as background work.
     pub queue_windows: bool,
-}
-
-/// Engine settings (the service's flags and environment variables).
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    /// MC-dropout samples per window (`NUM_SAMPLES`); 0 means deterministic.
-    pub samples: usize,
-    /// Windows per forward pass (`BATCH_SIZE`).
-    pub batch_size: usize,
-    /// Queued window jobs before background work is refused.
-    pub queue_capacity: usize,
-    /// Extra room kept for interactive work.
-    pub interactive_reserve: usize,
-    /// Global seed mixed into every window's dropout seed.
-    pub seed: u64,
-    /// Largest upload after decompression.
-    pub max_upload_bytes: usize,
-    /// The full window.
-    pub full: WindowConfig,
-    /// The quick window.
-    pub quick: WindowConfig,
-    /// Memory for cached window forecasts, in bytes.
-    pub forecast_cache_bytes: usize,
-    /// Memory for rendered plots, in bytes.
-    pub plot_cache_bytes: usize,
-    /// Memory for parsed uploads, in bytes.
-    pub upload_cache_bytes: usize,
-    /// Directory of persisted forecasts; `None` disables persistence.
-    pub cache_dir: Option<PathBuf>,
-    /// Bound of the cache directory, in bytes.
-    pub disk_cache_bytes: u64,
-    /// A stable id of the model's weights (their SHA-256): persisted
-    /// forecasts of another model are never used.
-    pub model_id: String,
-    /// Model worker threads sharing the weights (`NUM_COPIES_PER_DEVICE`).
-    pub workers: usize,
-    /// Memory the uploads being parsed at once may cost (see
-    /// [`super::admission`]); beyond it uploads are refused with 503.
-    pub parse_memory_bytes: usize,
-    /// Largest unified CSV a conversion answers with (413 beyond).
-    pub max_response_bytes: usize,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        EngineConfig {
-            samples: 10,
-            batch_size: 32,
-            queue_capacity: 4096,
-            interactive_reserve: 256,
-            seed: 0,
-            max_upload_bytes: formats::decode::DEFAULT_MAX_BYTES,
-            full: WindowConfig::FULL,
-            quick: WindowConfig::QUICK,
-            forecast_cache_bytes: 64 << 20,
-            plot_cache_bytes: 128 << 20,
-            upload_cache_bytes: 64 << 20,
-            cache_dir: None,
-            disk_cache_bytes: 1 << 30,
-            model_id: String::new(),
-            workers: 1,
-            parse_memory_bytes: 1 << 30,
-            max_response_bytes: 96 << 20,
-        }
-    }
 }
 
 pub(crate) type Jobs = Scheduler<JobKey, Arc<WindowForecast>, EngineError>;

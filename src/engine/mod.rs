@@ -4,9 +4,11 @@
 //! inputs and forecasts back into mg/dL and plots.
 
 pub mod admission;
+pub mod config;
 pub mod core;
 pub mod error;
 pub mod forecast;
+pub mod info;
 pub mod manage;
 pub mod persist;
 pub mod plots;
