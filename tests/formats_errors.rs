@@ -230,3 +230,36 @@ fn several_files_must_be_nightscout_json() {
         .unwrap_err();
     assert!(matches!(e, FormatError::Unsupported { .. }), "{e}");
 }
+
+/// Documents people upload by mistake are named, with what to do instead
+/// (issue 21, item 10).
+#[test]
+fn spreadsheets_reports_and_notes_are_named() {
+    let cases: [(&[u8], &str); 3] = [
+        (
+            b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00",
+            "Excel workbook (.xlsx)",
+        ),
+        (
+            &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 0, 0, 0, 0],
+            "Excel 97-2003 workbook (.xls)",
+        ),
+        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", "PDF report"),
+    ];
+    for (bytes, what) in cases {
+        let e = parse(bytes).unwrap_err();
+        assert!(matches!(e, FormatError::Binary(_)), "{e}");
+        assert!(e.to_string().contains(what), "{e}");
+        assert!(e.to_string().contains("CSV"), "{e}");
+    }
+    // a README that mentions a vendor is not that vendor's malformed export
+    let readme =
+        "# My CGM notes\nI export from FreeStyle Libre every week.\nThen I look at the numbers.\n";
+    let e = parse(readme.as_bytes()).unwrap_err();
+    assert!(matches!(e, FormatError::NotAnExport { .. }), "{e}");
+    assert!(e.to_string().starts_with("Not a CGM export"), "{e}");
+    assert!(
+        e.to_string().contains("I export from FreeStyle Libre"),
+        "{e}"
+    );
+}

@@ -238,6 +238,12 @@ impl CsvTable {
         }
         if missing.is_empty() {
             Ok(out)
+        } else if N > 0 && missing.len() == N {
+            // Not one column of the format: not a table of that vendor at all.
+            Err(FormatError::NotAnExport {
+                format,
+                first_line: self.header.join(",").chars().take(80).collect(),
+            })
         } else {
             Err(FormatError::MissingColumns {
                 format,

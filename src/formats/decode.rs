@@ -69,6 +69,9 @@ pub fn decode_text(bytes: &[u8]) -> Result<String, FormatError> {
         }
     }
     let body = bytes.strip_prefix(UTF8_BOM).unwrap_or(&bytes);
+    if let Some(kind) = document_kind(body) {
+        return Err(FormatError::Binary(kind.to_string()));
+    }
     let sample = &body[..body.len().min(8192)];
     if let Some(pos) = sample.iter().position(|&b| b == 0) {
         return Err(FormatError::Binary(format!(
@@ -76,6 +79,27 @@ pub fn decode_text(bytes: &[u8]) -> Result<String, FormatError> {
         )));
     }
     finish(String::from_utf8_lossy(body).into_owned())
+}
+
+/// What a document that is not a text export is, with what to do instead,
+/// from its magic bytes: spreadsheets and PDF reports are what people most
+/// often upload by mistake.
+fn document_kind(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"PK\x03\x04") {
+        Some(
+            "this is an Excel workbook (.xlsx) or another ZIP archive, not a CSV export: open it in Excel, LibreOffice or Numbers and save it as CSV (UTF-8), or unzip it, then upload the CSV",
+        )
+    } else if bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]) {
+        Some(
+            "this is an Excel 97-2003 workbook (.xls) or another Office document, not a CSV export: open it and save it as CSV (UTF-8), then upload the CSV",
+        )
+    } else if bytes.starts_with(b"%PDF") {
+        Some(
+            "this is a PDF report, not a data export: export the readings as CSV from the device's software (Dexcom Clarity, LibreView, CareLink, Nightscout) and upload that",
+        )
+    } else {
+        None
+    }
 }
 
 fn utf16(bytes: &[u8], f: fn([u8; 2]) -> u16) -> String {

@@ -43,6 +43,17 @@ pub enum FormatError {
         /// The missing column names.
         columns: Vec<String>,
     },
+    /// The text mentions a vendor's export (which is how formats are
+    /// detected) but has none of its columns: a note, a README, a report.
+    #[error(
+        "Not a CGM export: the file mentions {format} but has none of its columns (where its header should be, it reads {first_line:?}); upload the CSV or JSON file as the device's software exported it"
+    )]
+    NotAnExport {
+        /// The format its text mentions.
+        format: &'static str,
+        /// The start of the line read as its header.
+        first_line: String,
+    },
     /// The file was recognised but holds no usable data rows.
     #[error("No valid data rows found in {format} file: {reason}")]
     NoData {
