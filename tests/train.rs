@@ -118,8 +118,21 @@ fn a_tiny_model_learns_and_its_checkpoint_loads() {
     assert_eq!(json["model"]["per_step"][11]["minutes"], 60);
     assert!(json["linear"]["per_step"][0]["coverage_90"].is_null());
     assert!(json["model"]["clarke_60"]["A"].is_number());
-    // Same seed, same figures.
+    // Same seed, same figures; the progress reported counts every window.
     assert_eq!(evaluate(&net, &val_people, &eval_opts).unwrap(), scores);
+    let total = glurpc::train::eval::windows_to_score(&val_people, &eval_opts);
+    assert_eq!(total, scores.model.windows);
+    let mut seen = Vec::new();
+    let reported = glurpc::train::eval::evaluate_reporting(
+        &net,
+        &val_people,
+        &eval_opts,
+        false,
+        &mut |done| seen.push(done),
+    )
+    .unwrap();
+    assert_eq!(reported.pooled, scores);
+    assert_eq!(seen, (1..=total).collect::<Vec<_>>());
     // Per person: the pooled figures are the same; the people share the windows.
     let mut both = val_people.clone();
     both.extend(people("dexcom_us_14d.csv"));

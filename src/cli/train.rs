@@ -284,9 +284,19 @@ pub fn run_evaluate(args: EvaluateArgs) -> Result<()> {
         samples: cfg.samples.max(1),
         seed: cfg.seed,
     };
+    // A progress bar on standard error (drawn only on a terminal).
+    let bar = ProgressBar::new(eval::windows_to_score(&people, &opts) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("scoring [{bar:30}] {pos}/{len} windows {elapsed}<{eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let result = eval::evaluate_reporting(&net, &people, &opts, args.per_person, &mut |done| {
+        bar.set_position(done as u64)
+    })?;
+    bar.finish_and_clear();
     let mut out = std::io::stdout().lock();
     if args.per_person {
-        let result = eval::evaluate_per_person(&net, &people, &opts)?;
         if args.json {
             serde_json::to_writer_pretty(&mut out, &result)?;
             writeln!(out)?;
@@ -296,12 +306,11 @@ pub fn run_evaluate(args: EvaluateArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let result = eval::evaluate(&net, &people, &opts)?;
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &result)?;
+        serde_json::to_writer_pretty(&mut out, &result.pooled)?;
         writeln!(out)?;
     } else {
-        out.write_all(table(&result).as_bytes())?;
+        out.write_all(table(&result.pooled).as_bytes())?;
     }
     Ok(())
 }

@@ -178,6 +178,29 @@ pub fn each_window(
     flush(&mut pending)
 }
 
+/// How many windows [`each_window`] scores for `people` with `opts`.
+pub fn windows_to_score(people: &[Person], opts: &EvalOptions) -> usize {
+    let stride = opts.stride.max(1);
+    people
+        .iter()
+        .map(|p| p.positions().len().div_ceil(stride))
+        .sum()
+}
+
+/// [`evaluate_per_person`] (or, without `per_person`, [`evaluate`] with an
+/// empty per-person list), calling `progress` with the windows scored so far
+/// after each one (for a progress bar; [`windows_to_score`] is the total).
+pub fn evaluate_reporting(
+    net: &Gluformer,
+    people: &[Person],
+    opts: &EvalOptions,
+    per_person: bool,
+    progress: &mut dyn FnMut(usize),
+) -> Result<PerPersonEvaluation, TrainError> {
+    let (pooled, per_person) = score(net, people, opts, per_person, progress)?;
+    Ok(PerPersonEvaluation { pooled, per_person })
+}
+
 /// Scores `net` and the baselines on `people`, pooled; with `per_person`,
 /// also each person on their own windows.
 fn score(
@@ -185,7 +208,9 @@ fn score(
     people: &[Person],
     opts: &EvalOptions,
     per_person: bool,
+    progress: &mut dyn FnMut(usize),
 ) -> Result<(Evaluation, Vec<PersonEvaluation>), TrainError> {
+    let mut done = 0usize;
     let mut pooled = Forecasters::default();
     let mut each: Vec<Forecasters> = Vec::new();
     if per_person {
@@ -196,6 +221,8 @@ fn score(
         if let Some(f) = each.get_mut(w.person) {
             f.add(w);
         }
+        done += 1;
+        progress(done);
     })?;
     if pooled.model.windows() == 0 {
         return Err(TrainError::Data(
@@ -220,7 +247,7 @@ pub fn evaluate(
     people: &[Person],
     opts: &EvalOptions,
 ) -> Result<Evaluation, TrainError> {
-    Ok(score(net, people, opts, false)?.0)
+    Ok(score(net, people, opts, false, &mut |_| {})?.0)
 }
 
 /// Scores `net` and the baselines on all windows of `people` and on each
@@ -231,8 +258,7 @@ pub fn evaluate_per_person(
     people: &[Person],
     opts: &EvalOptions,
 ) -> Result<PerPersonEvaluation, TrainError> {
-    let (pooled, per_person) = score(net, people, opts, true)?;
-    Ok(PerPersonEvaluation { pooled, per_person })
+    evaluate_reporting(net, people, opts, true, &mut |_| {})
 }
 
 #[cfg(test)]
