@@ -29,6 +29,7 @@ neither prefix. Validation and test keep their original names.
 Standard library only, plus pip for the downloads and the simulation's venv.
 
 Usage: python3 tools/prepare_training_data.py [--shared ../shared/data] [--out data/training]
+(files missing from --shared are taken from tests/data/real, which holds the same bytes)
        [--sim-days 10 | --no-sim] [--with-gpl2]
 """
 
@@ -64,6 +65,14 @@ HALL_VAL = ["2133-004", "1636-69-090", "2133-036"]
 # 1 Medtronic export in train gets the t1_ prefix. The Nightscout exporter CSV
 # in ../shared/data is left out: it is the same iAPS person as the validation
 # entries (a day later), and would put a validation person into training.
+# Where each of those files is among the tests' copies, used when --shared
+# does not hold it (a fresh clone has no ../shared/data).
+IN_TESTS = {
+    "libre_eu/librelink_mmol_2019-12_to_2020-11.csv": "libre_eu_1y.csv",
+    "medtronic/guardian_connect_carelink_2021-05_to_07.csv.gz": "medtronic_86d.csv.gz",
+    "nightscout/entries_iaps_2026-03-31_to_04-05.json.gz": "nightscout_entries.json.gz",
+    "dexcom_us/clarity_g6_2019-10-14_14d_bom_crlf.csv": "dexcom_us_14d.csv",
+}
 SHARED = {
     "train": [
         ("libre_eu/librelink_mmol_2019-12_to_2020-11.csv", "librelink_mmol_2019-12_to_2020-11.csv"),
@@ -528,7 +537,10 @@ def main() -> None:
         for rel, name in files:
             src = shared / rel
             if not src.is_file():
-                sys.exit(f"missing {src}: pass --shared DIR")
+                # The tests' copies are the same files, byte for byte (tests/data/README.md).
+                src = REPO / "tests" / "data" / "real" / IN_TESTS[rel]
+            if not src.is_file():
+                sys.exit(f"missing {shared / rel} and {src}: pass --shared DIR")
             dst = out / split / name
             if rel.endswith(".gz") and not name.endswith(".gz"):
                 dst.write_bytes(gzip.decompress(src.read_bytes()))
