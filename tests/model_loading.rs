@@ -266,16 +266,78 @@ fn convert_writes_a_loadable_safetensors_copy() {
     let files = model::source::resolve_local(dir.path()).unwrap();
     assert!(files.config.is_some());
     model::load(&files, &Device::Cpu).unwrap();
-    // A .pth that does not fit its config is refused and nothing is written.
-    let bad = tempfile::tempdir().unwrap();
-    std::fs::copy(small_dir().join("weights.pth"), bad.path().join("w.pth")).unwrap();
-    let target = bad.path().join("out");
-    let out = glurpc()
-        .args(["model", "convert"])
-        .arg(bad.path().join("w.pth"))
-        .arg(&target)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(65), "refused input");
-    assert!(!target.join("model.safetensors").exists());
+}
+
+/// `glurpc model convert IN OUT [--config CFG]`.
+fn convert(input: &Path, out_dir: &Path, config: Option<&Path>) -> std::process::Output {
+    let mut cmd = glurpc();
+    cmd.args(["model", "convert"]).arg(input).arg(out_dir);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.env_remove("GLURPC_MODEL_CONFIG").output().unwrap()
+}
+
+#[test]
+fn convert_of_a_lone_pth_reads_the_sizes_from_the_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let pth = dir.path().join("weights.pth");
+    std::fs::copy(small_dir().join("weights.pth"), &pth).unwrap();
+    let target = dir.path().join("out");
+    let out = convert(&pth, &target, None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // What the weights do not fix is said in one line, with --config.
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("n_heads") && stderr.contains("--config"),
+        "{stderr}"
+    );
+    let read = |p: PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let got = read(target.join("config.json"));
+    let want = read(small_dir().join("config.json"));
+    // Every field the shapes fix (and the defaults the rest take, which the
+    // small model shares) equals the model's own config.
+    for (field, value) in want.as_object().unwrap() {
+        if field != "n_heads" {
+            assert_eq!(&got[field], value, "{field}");
+        }
+    }
+    // n_heads is fixed only up to the attention width (3 x (32 / 3) = 30).
+    let h = got["n_heads"].as_u64().unwrap();
+    assert_eq!(h * (32 / h), 30, "n_heads {h}");
+    let files = model::source::resolve_local(&target).unwrap();
+    let net = model::load(&files, &Device::Cpu).unwrap();
+    assert_eq!(net.config().d_model, 32);
+}
+
+#[test]
+fn convert_against_a_config_that_does_not_fit_says_so_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let pth = dir.path().join("w.pth");
+    std::fs::copy(small_dir().join("weights.pth"), &pth).unwrap();
+    let wrong = dir.path().join("wrong.json");
+    std::fs::write(&wrong, model::GluformerConfig::default().to_json()).unwrap();
+    // Given with --config, and found beside the weights.
+    let beside = tempfile::tempdir().unwrap();
+    std::fs::copy(&pth, beside.path().join("w.pth")).unwrap();
+    std::fs::copy(&wrong, beside.path().join("config.json")).unwrap();
+    for (input, config) in [
+        (pth.clone(), Some(wrong.as_path())),
+        (beside.path().join("w.pth"), None),
+    ] {
+        let target = dir.path().join("out");
+        let out = convert(&input, &target, config);
+        assert_eq!(out.status.code(), Some(65), "refused input");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let line = stderr.trim_end();
+        assert_eq!(line.lines().count(), 1, "{stderr}");
+        assert!(line.len() < 300, "{} characters: {line}", line.len());
+        assert!(line.contains("--config"), "{line}");
+        assert!(line.contains("d_model 32 vs 512"), "{line}");
+        assert!(line.contains("num_enc_layers 3 vs 2"), "{line}");
+        assert!(!target.join("model.safetensors").exists());
+    }
 }

@@ -12,7 +12,8 @@ use crate::model::{self, GluformerConfig, weights};
 /// `glurpc model ...`.
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
-    /// Convert PyTorch weights (.pth) to `model.safetensors` + `config.json`.
+    /// Convert PyTorch weights (.pth) to `model.safetensors` + `config.json`
+    /// (the config inferred from the weights when none is given or beside them).
     Convert(ConvertModelArgs),
     /// Print a model's config, parameter count, weights file and SHA-256.
     Info(InfoArgs),
@@ -47,7 +48,8 @@ pub struct ConvertModelArgs {
     /// Output directory.
     #[arg(value_name = "OUT_DIR")]
     pub out_dir: PathBuf,
-    /// config.json to use (default: beside IN, else the gluRPC default config).
+    /// config.json to use (default: the one beside IN, else the sizes read
+    /// from the weights' shapes; what they do not fix takes gluRPC's default).
     #[arg(long, env = "GLURPC_MODEL_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -88,12 +90,19 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
     match cmd {
         ModelCommand::Time(a) => time_forward(&a)?,
         ModelCommand::Convert(a) => {
-            let cfg = model::convert(&a.input, a.config.as_deref(), &a.out_dir)
+            let done = model::convert(&a.input, a.config.as_deref(), &a.out_dir)
                 .with_context(|| format!("converting {}", a.input.display()))?;
+            if let Some(inferred) = &done.inferred {
+                eprintln!(
+                    "no config.json given or beside {}: sizes read from the weights; {}",
+                    a.input.display(),
+                    inferred.note()
+                );
+            }
             println!(
                 "wrote {} and config.json ({} parameters)",
                 a.out_dir.join("model.safetensors").display(),
-                weights::parameter_count(&cfg)
+                weights::parameter_count(&done.config)
             );
         }
         ModelCommand::Info(a) => {

@@ -12,6 +12,7 @@ pub mod init;
 pub mod kernels;
 pub mod layers;
 pub mod network;
+pub mod shapes;
 pub mod source;
 pub mod weights;
 
@@ -57,6 +58,10 @@ pub enum ModelError {
         /// Keys with the wrong shape or dtype.
         mis_shaped: Vec<String>,
     },
+    /// Weights that do not fit the given config, or whose sizes cannot be
+    /// read back: one line naming what differs and `--config`.
+    #[error("{0}")]
+    Mismatch(String),
     /// A weights file that cannot be parsed.
     #[error("corrupt weights file {path}: {reason}")]
     Corrupt {
@@ -164,35 +169,65 @@ pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// What [`convert`] wrote.
+#[derive(Debug, Clone)]
+pub struct Converted {
+    /// The config written to `config.json`.
+    pub config: GluformerConfig,
+    /// Set when no config was given or found beside the weights and the
+    /// sizes were read from the weights' shapes.
+    pub inferred: Option<shapes::Inferred>,
+}
+
 /// Converts a `.pth` (or any weights file) to `model.safetensors` +
-/// `config.json` in `out_dir`, after a strict check against the config.
+/// `config.json` in `out_dir`, after a strict check against the config: the
+/// one given, else the `config.json` beside the weights, else the sizes read
+/// from the weights' shapes ([`shapes::infer`]). Weights that do not fit are
+/// refused in one line ([`ModelError::Mismatch`]) and nothing is written.
 pub fn convert(
     weights_in: &Path,
     config: Option<&Path>,
     out_dir: &Path,
-) -> Result<GluformerConfig, ModelError> {
-    let files = ModelFiles {
-        id: weights_in.display().to_string(),
-        weights: weights_in.to_path_buf(),
-        config: config.map(Path::to_path_buf).or_else(|| {
-            weights_in
-                .parent()
-                .map(|d| d.join("config.json"))
-                .filter(|p| p.is_file())
-        }),
-    };
-    let cfg = load_config(&files)?;
+) -> Result<Converted, ModelError> {
+    let config = config.map(Path::to_path_buf).or_else(|| {
+        weights_in
+            .parent()
+            .map(|d| d.join("config.json"))
+            .filter(|p| p.is_file())
+    });
     let sd = weights::read(weights_in)?;
-    weights::check(&sd, &cfg)?;
-    std::fs::create_dir_all(out_dir)
-        .map_err(|e| ModelError::Io(format!("{}: {e}", out_dir.display())))?;
+    let (cfg, inferred) = match &config {
+        Some(p) => {
+            let files = ModelFiles {
+                id: weights_in.display().to_string(),
+                weights: weights_in.to_path_buf(),
+                config: Some(p.clone()),
+            };
+            let cfg = load_config(&files)?;
+            if weights::check(&sd, &cfg).is_err() {
+                return Err(ModelError::Mismatch(shapes::mismatch(
+                    &sd,
+                    &cfg,
+                    &p.display().to_string(),
+                )));
+            }
+            (cfg, None)
+        }
+        None => {
+            let inferred = shapes::infer(&sd)?;
+            (inferred.config.clone(), Some(inferred))
+        }
+    };
+    let io = |e: std::io::Error| ModelError::Io(format!("{}: {e}", out_dir.display()));
+    std::fs::create_dir_all(out_dir).map_err(io)?;
     let tmp = out_dir.join("model.safetensors.tmp");
     weights::save(&sd, &tmp)?;
-    std::fs::rename(&tmp, out_dir.join("model.safetensors"))
-        .map_err(|e| ModelError::Io(format!("{}: {e}", out_dir.display())))?;
-    std::fs::write(out_dir.join("config.json"), cfg.to_json())
-        .map_err(|e| ModelError::Io(format!("{}: {e}", out_dir.display())))?;
-    Ok(cfg)
+    std::fs::rename(&tmp, out_dir.join("model.safetensors")).map_err(io)?;
+    std::fs::write(out_dir.join("config.json"), cfg.to_json()).map_err(io)?;
+    Ok(Converted {
+        config: cfg,
+        inferred,
+    })
 }
 
 #[cfg(test)]
