@@ -10,6 +10,7 @@ pub mod decode;
 pub mod detect;
 pub mod dexcom;
 pub mod error;
+#[cfg(feature = "polars")]
 pub mod frame;
 pub mod libre;
 pub mod medtronic;

@@ -250,9 +250,13 @@ pub fn to_f32(sd: StateDict, device: &Device) -> Result<StateDict, ModelError> {
         .collect()
 }
 
-/// Writes a state dict as safetensors (keys sorted, as candle does).
+/// Writes a state dict as safetensors (keys sorted, as candle does), with the
+/// `{"format": "pt"}` header metadata that Hugging Face tooling
+/// (`transformers`' `from_pretrained`) expects of PyTorch weights.
 pub fn save(sd: &StateDict, path: &Path) -> Result<(), ModelError> {
-    candle_core::safetensors::save(sd, path).map_err(ModelError::from)
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize_to_file(sd, Some(metadata), path)
+        .map_err(|e| ModelError::Io(format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]
@@ -265,6 +269,26 @@ mod tests {
         // 115 keys minus the one num_batches_tracked.
         assert_eq!(expected(&cfg).len(), 114);
         assert_eq!(parameter_count(&cfg), 11_294_272);
+    }
+
+    #[test]
+    fn saved_weights_carry_the_pytorch_format_tag() {
+        let cfg = GluformerConfig {
+            d_model: 8,
+            n_heads: 2,
+            d_fcn: 16,
+            ..GluformerConfig::default()
+        };
+        let sd = crate::model::init::random_state_dict(&cfg, 3).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        save(&sd, &path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let format = meta.metadata().as_ref().and_then(|m| m.get("format"));
+        assert_eq!(format.map(String::as_str), Some("pt"));
+        let back = read(&path).unwrap();
+        check(&back, &cfg).unwrap();
     }
 
     #[test]
