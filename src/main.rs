@@ -1,15 +1,38 @@
 //! The `glurpc` binary: parses the command line, sets up logging and runs
-//! the command.
+//! the command. Logs go to standard error: plain text (coloured only on a
+//! terminal, and never with `NO_COLOR` set), or with `GLURPC_LOG_JSON` one
+//! JSON object per line, the event's fields at the top level, a final
+//! error included.
+
+use std::io::IsTerminal;
 
 use clap::Parser;
 use glurpc::cli::exit;
+
+/// True when `GLURPC_LOG_JSON` is `true`, `1` or `yes` (any case).
+fn json_logs() -> bool {
+    std::env::var("GLURPC_LOG_JSON")
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+}
+
+/// Colour only for a person at a terminal who did not ask for none
+/// (<https://no-color.org>: `NO_COLOR` set and not empty).
+fn colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
 
 fn main() -> std::process::ExitCode {
     let cli = match glurpc::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             // Help and version print to stdout and succeed; usage errors are 64.
-            let _ = e.print();
+            if json_logs() && e.use_stderr() {
+                let message = e.render().to_string();
+                let line = serde_json::json!({"level": "ERROR", "message": message.trim_end()});
+                eprintln!("{line}");
+            } else {
+                let _ = e.print();
+            }
             return match e.use_stderr() {
                 true => std::process::ExitCode::from(exit::USAGE),
                 false => std::process::ExitCode::SUCCESS,
@@ -23,21 +46,28 @@ fn main() -> std::process::ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("GLURPC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let json = std::env::var("GLURPC_LOG_JSON")
-        .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
-        .unwrap_or(false);
+    let json = json_logs();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     if json {
-        logs.json().init();
+        logs.json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
     } else {
-        logs.init();
+        logs.with_ansi(colour()).init();
     }
     match glurpc::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // The reader of our output went away (`glurpc convert F | head`): done.
         Err(e) if exit::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
+        Err(e) if json => {
+            let line = serde_json::json!({"level": "ERROR", "message": exit::message(&e)});
+            eprintln!("{line}");
+            std::process::ExitCode::from(exit::code(&e))
+        }
         Err(e) => {
             eprintln!("error: {}", exit::message(&e));
             std::process::ExitCode::from(exit::code(&e))

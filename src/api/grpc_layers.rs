@@ -1,7 +1,9 @@
 //! The gRPC middleware, a tower layer around every service (ours, health,
 //! reflection): a request id and tracing span, the API-key check for
 //! protected methods (UNAUTHENTICATED / PERMISSION_DENIED), and the
-//! request counted in the statistics with its final `grpc-status`. The
+//! request counted in the statistics and logged in one INFO line (method
+//! label, final code, duration, request id; never a message or a key) with
+//! its final `grpc-status`. The
 //! status is read where it really is, in the headers of a trailers-only
 //! answer or in the trailers at the end of the body, so unary and
 //! streaming calls are measured alike; a call dropped before it ends
@@ -21,6 +23,8 @@ use http::HeaderValue;
 use http_body::{Body, Frame};
 use tower::{Layer, Service as TowerService};
 use tracing::Instrument;
+
+use crate::engine::scheduler::CURRENT_REQUEST;
 
 use super::metrics::Protocol;
 use super::ops::Service;
@@ -69,10 +73,12 @@ fn label(path: &str) -> &'static str {
     }
 }
 
-/// Records the call when dropped, with the status seen (else Cancelled).
+/// Records and logs the call when dropped, with the status seen (else
+/// Cancelled).
 struct Recorder {
     svc: Service,
     method: &'static str,
+    id: std::sync::Arc<str>,
     started: Instant,
     code: Option<tonic::Code>,
 }
@@ -81,12 +87,21 @@ impl Drop for Recorder {
     fn drop(&mut self) {
         let code = self.code.unwrap_or(tonic::Code::Cancelled);
         let name = format!("{code:?}");
+        let took = self.started.elapsed();
         self.svc.metrics.record(
             Protocol::Grpc,
             self.method,
             &name,
             code != tonic::Code::Ok,
-            self.started.elapsed(),
+            took,
+        );
+        tracing::info!(
+            protocol = "grpc",
+            rpc = self.method,
+            status = %name,
+            ms = took.as_secs_f64() * 1e3,
+            id = %self.id,
+            "request"
         );
     }
 }
@@ -216,9 +231,11 @@ where
         let id = request_id(req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()));
         let id_header = HeaderValue::from_str(&id).ok();
         let span = tracing::info_span!("grpc", id = %id, method);
+        let id: std::sync::Arc<str> = id.into();
         let mut rec = Recorder {
             svc: self.svc.clone(),
             method,
+            id: id.clone(),
             started: Instant::now(),
             code: None,
         };
@@ -234,18 +251,21 @@ where
             return Box::pin(std::future::ready(Ok(wrap(resp, rec, id_header))));
         }
         Box::pin(
-            async move {
-                let mut resp = inner.call(req).await?;
-                if let Some(code) = corrected(resp.headers_mut()) {
-                    rec.code = Some(code);
+            CURRENT_REQUEST.scope(
+                id,
+                async move {
+                    let mut resp = inner.call(req).await?;
+                    if let Some(code) = corrected(resp.headers_mut()) {
+                        rec.code = Some(code);
+                    }
+                    tracing::debug!(
+                        ms = rec.started.elapsed().as_secs_f64() * 1e3,
+                        "headers sent"
+                    );
+                    Ok(wrap(resp, rec, id_header))
                 }
-                tracing::debug!(
-                    ms = rec.started.elapsed().as_secs_f64() * 1e3,
-                    "headers sent"
-                );
-                Ok(wrap(resp, rec, id_header))
-            }
-            .instrument(span),
+                .instrument(span),
+            ),
         )
     }
 }

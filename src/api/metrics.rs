@@ -1,15 +1,30 @@
 //! Request statistics, recorded once per HTTP request or RPC by the
 //! middleware of both front ends: the request figures of `/health` (shared
-//! by REST and gRPC) and the Prometheus text of `/metrics`, which adds the
-//! engine's counters. Lock-free on the request path; bounded memory.
+//! by REST and gRPC) and `/metrics`, encoded by `prometheus-client` in the
+//! Prometheus text format (0.0.4). Each [`Metrics`] owns its own registry
+//! (no process-wide recorder), so servers started side by side in one
+//! process (the tests do) never see each other's requests. The engine's
+//! figures are read at scrape time by a collector over its snapshot.
+//! Bounded memory: every label comes from a fixed set.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use dashmap::DashMap;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet, prometheus_text,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use crate::engine::{CacheStats, HealthSnapshot};
+
+/// The `Content-Type` of the text `/metrics` answers with.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// Upper bounds of the Prometheus duration histogram, seconds.
 const BUCKETS: [f64; 14] = [
@@ -30,7 +45,8 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    fn as_str(self) -> &'static str {
+    /// The label value: `http` or `grpc`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Http => "http",
             Protocol::Grpc => "grpc",
@@ -38,18 +54,23 @@ impl Protocol {
     }
 }
 
-struct Histogram {
-    counts: [AtomicU64; BUCKETS.len() + 1],
-    sum_ns: AtomicU64,
+/// The labels of `glurpc_requests_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    protocol: &'static str,
+    endpoint: &'static str,
+    status: String,
 }
 
-impl Default for Histogram {
-    fn default() -> Self {
-        Histogram {
-            counts: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_ns: AtomicU64::new(0),
-        }
-    }
+/// The labels of `glurpc_request_duration_seconds`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct EndpointLabels {
+    protocol: &'static str,
+    endpoint: &'static str,
+}
+
+fn request_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
 }
 
 /// The `/health` request figures.
@@ -69,10 +90,12 @@ pub struct RequestFigures {
     pub max_ms: f64,
 }
 
-/// The statistics (shared by both front ends).
+/// The statistics (shared by both front ends of one server).
 pub struct Metrics {
-    requests: DashMap<(Protocol, &'static str, String), AtomicU64>,
-    durations: DashMap<(Protocol, &'static str), Histogram>,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<EndpointLabels, Histogram, fn() -> Histogram>,
+    public: AtomicBool,
     total: AtomicU64,
     errors: AtomicU64,
     sum_ns: AtomicU64,
@@ -83,9 +106,25 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        let requests = Family::<RequestLabels, Counter>::default();
+        let durations: Family<EndpointLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(request_histogram);
+        let mut registry = Registry::default();
+        registry.register(
+            "glurpc_requests",
+            "Requests answered, by protocol, endpoint and status",
+            requests.clone(),
+        );
+        registry.register(
+            "glurpc_request_duration_seconds",
+            "Time from request to the end of the response",
+            durations.clone(),
+        );
         Metrics {
-            requests: DashMap::new(),
-            durations: DashMap::new(),
+            registry,
+            requests,
+            durations,
+            public: AtomicBool::new(true),
             total: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             sum_ns: AtomicU64::new(0),
@@ -108,7 +147,7 @@ impl Metrics {
         error: bool,
         took: Duration,
     ) {
-        let ns = took.as_nanos().min(u64::MAX as u128) as u64;
+        let ns = took.as_nanos().min(u128::from(u64::MAX)) as u64;
         self.total.fetch_add(1, Ordering::Relaxed);
         if error {
             self.errors.fetch_add(1, Ordering::Relaxed);
@@ -117,23 +156,29 @@ impl Metrics {
         self.min_ns.fetch_min(ns, Ordering::Relaxed);
         self.max_ns.fetch_max(ns, Ordering::Relaxed);
         self.fine[fine_bucket(ns)].fetch_add(1, Ordering::Relaxed);
-        let key = (protocol, endpoint, status.to_string());
-        if let Some(c) = self.requests.get(&key) {
-            c.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.requests
-                .entry(key)
-                .or_default()
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        let h = self.durations.entry((protocol, endpoint)).or_default();
-        let secs = took.as_secs_f64();
-        let b = BUCKETS
-            .iter()
-            .position(|&le| secs <= le)
-            .unwrap_or(BUCKETS.len());
-        h.counts[b].fetch_add(1, Ordering::Relaxed);
-        h.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        let protocol = protocol.as_str();
+        self.requests
+            .get_or_create(&RequestLabels {
+                protocol,
+                endpoint,
+                status: status.to_string(),
+            })
+            .inc();
+        self.durations
+            .get_or_create(&EndpointLabels { protocol, endpoint })
+            .observe(took.as_secs_f64());
+    }
+
+    /// False once `/metrics` moved to a port of its own: the public REST
+    /// port then answers it 404.
+    pub fn is_public(&self) -> bool {
+        self.public.load(Ordering::Relaxed)
+    }
+
+    /// Serves `/metrics` on the public REST port (`true`, the default) or
+    /// only on the metrics port (`false`).
+    pub fn set_public(&self, public: bool) {
+        self.public.store(public, Ordering::Relaxed);
     }
 
     /// The figures of `/health`.
@@ -169,53 +214,19 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition: request counters and durations,
-    /// then the engine's figures.
+    /// The Prometheus text exposition (format 0.0.4): request counters and
+    /// durations, then the engine's figures from `h` and `c`.
     pub fn render(&self, h: &HealthSnapshot, c: &CacheStats) -> String {
-        let mut out = String::with_capacity(4096);
-        out.push_str("# HELP glurpc_requests_total Requests answered, by protocol, endpoint and status.\n# TYPE glurpc_requests_total counter\n");
-        let mut rows: Vec<_> = self
-            .requests
-            .iter()
-            .map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed)))
-            .collect();
-        rows.sort_by(|a, b| (a.0.0.as_str(), a.0.1, &a.0.2).cmp(&(b.0.0.as_str(), b.0.1, &b.0.2)));
-        for ((p, ep, st), n) in rows {
-            let _ = writeln!(
-                out,
-                "glurpc_requests_total{{protocol=\"{}\",endpoint=\"{ep}\",status=\"{st}\"}} {n}",
-                p.as_str()
-            );
-        }
-        out.push_str("# HELP glurpc_request_duration_seconds Time from request to the end of the response.\n# TYPE glurpc_request_duration_seconds histogram\n");
-        let mut hists: Vec<_> = self.durations.iter().map(|e| *e.key()).collect();
-        hists.sort_by_key(|(p, ep)| (p.as_str(), *ep));
-        for key in hists {
-            let Some(hist) = self.durations.get(&key) else {
-                continue;
-            };
-            let labels = format!("protocol=\"{}\",endpoint=\"{}\"", key.0.as_str(), key.1);
-            let mut acc = 0;
-            for (i, le) in BUCKETS.iter().enumerate() {
-                acc += hist.counts[i].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "glurpc_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {acc}"
-                );
-            }
-            acc += hist.counts[BUCKETS.len()].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "glurpc_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {acc}"
-            );
-            let sum = hist.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-            let _ = writeln!(out, "glurpc_request_duration_seconds_sum{{{labels}}} {sum}");
-            let _ = writeln!(
-                out,
-                "glurpc_request_duration_seconds_count{{{labels}}} {acc}"
-            );
-        }
-        engine_metrics(&mut out, h, c);
+        let mut out = String::with_capacity(8192);
+        let mut engine = Registry::default();
+        engine.register_collector(Box::new(EngineFigures {
+            h: h.clone(),
+            c: *c,
+        }));
+        // Writing to a String cannot fail; a collector's error would only
+        // cut the text short.
+        let _ = prometheus_text::encode(&mut out, &self.registry);
+        let _ = prometheus_text::encode(&mut out, &engine);
         out
     }
 }
@@ -228,137 +239,169 @@ fn fine_bucket(ns: u64) -> usize {
     ((us.ln() / FINE_GROWTH.ln()) as usize).min(FINE - 1)
 }
 
-fn metric(out: &mut String, name: &str, kind: &str, help: &str, rows: &[(&str, f64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    for (labels, v) in rows {
-        if labels.is_empty() {
-            let _ = writeln!(out, "{name} {v}");
-        } else {
-            let _ = writeln!(out, "{name}{{{labels}}} {v}");
-        }
-    }
+/// The engine's figures at one scrape.
+#[derive(Debug)]
+struct EngineFigures {
+    h: HealthSnapshot,
+    c: CacheStats,
 }
 
-fn engine_metrics(out: &mut String, h: &HealthSnapshot, c: &CacheStats) {
-    let by_priority: Vec<(String, f64)> = h
-        .inference_requests_by_priority
-        .iter()
-        .map(|(p, n)| (format!("priority=\"{p}\""), *n as f64))
-        .collect();
-    let by_priority: Vec<(&str, f64)> = by_priority.iter().map(|(l, n)| (l.as_str(), *n)).collect();
-    metric(
-        out,
-        "glurpc_model_batches_total",
-        "counter",
-        "Forward passes run, by the priority of their most urgent window.",
-        &by_priority,
-    );
-    metric(
-        out,
-        "glurpc_windows_inferred_total",
-        "counter",
-        "Windows forecast by the model.",
-        &[("", h.windows_inferred as f64)],
-    );
-    metric(
-        out,
-        "glurpc_inference_errors_total",
-        "counter",
-        "Failed forward passes and unbuildable windows.",
-        &[("", h.total_inference_errors as f64)],
-    );
-    metric(
-        out,
-        "glurpc_jobs_cancelled_total",
-        "counter",
-        "Queued window jobs cancelled because every waiter left.",
-        &[("", h.cancelled_jobs as f64)],
-    );
-    metric(
-        out,
-        "glurpc_model_batch_duration_seconds",
-        "gauge",
-        "Mean duration of the last 1000 forward passes.",
-        &[("", h.avg_fulfillment_time_ms / 1000.0)],
-    );
-    metric(
-        out,
-        "glurpc_inference_queue_size",
-        "gauge",
-        "Window jobs waiting for the model.",
-        &[("", h.inference_queue_size as f64)],
-    );
-    metric(
-        out,
-        "glurpc_inference_queue_capacity",
-        "gauge",
-        "Window jobs the queue holds before refusing background work.",
-        &[("", h.inference_queue_capacity as f64)],
-    );
-    metric(
-        out,
-        "glurpc_idle_model_workers",
-        "gauge",
-        "Model threads not running a batch.",
-        &[("", h.available_general_models as f64)],
-    );
-    metric(
-        out,
-        "glurpc_plot_renders_total",
-        "counter",
-        "Plots rendered.",
-        &[("", h.total_calc_runs as f64)],
-    );
-    metric(
-        out,
-        "glurpc_plot_render_errors_total",
-        "counter",
-        "Plots that could not be rendered.",
-        &[("", h.total_calc_errors as f64)],
-    );
-    metric(
-        out,
-        "glurpc_cache_entries",
-        "gauge",
-        "Entries in the in-memory caches.",
-        &[
-            ("cache=\"uploads\"", c.uploads as f64),
-            ("cache=\"forecasts\"", c.forecasts as f64),
-            ("cache=\"plots\"", c.plots as f64),
-        ],
-    );
-    metric(
-        out,
-        "glurpc_cache_bytes",
-        "gauge",
-        "Bytes held by the in-memory caches.",
-        &[
-            ("cache=\"uploads\"", c.upload_bytes as f64),
-            ("cache=\"forecasts\"", c.forecast_bytes as f64),
-            ("cache=\"plots\"", c.plot_bytes as f64),
-        ],
-    );
-    metric(
-        out,
-        "glurpc_cached_handles",
-        "gauge",
-        "Handles with forecasts in memory or on disk.",
-        &[("", h.cache_size as f64)],
-    );
-    metric(
-        out,
-        "process_resident_memory_bytes",
-        "gauge",
-        "Resident memory of the process.",
-        &[("", crate::engine::stats::current_rss_bytes())],
-    );
-    metric(
-        out,
-        "glurpc_peak_resident_memory_bytes",
-        "gauge",
-        "Peak resident memory of the process.",
-        &[("", h.vmem_usage_mb * 1024.0 * 1024.0)],
-    );
+/// Writes one labelled metric: `rows` of (label pairs, value). Counters
+/// get `_total` appended to `name` by the encoder.
+fn put<M: EncodeMetric>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    rows: &[(&[(&str, &str)], M)],
+) -> Result<(), std::fmt::Error> {
+    let mut m = enc.encode_descriptor(name, help, None, kind)?;
+    for (labels, value) in rows {
+        value.encode(m.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+/// Writes one metric without labels.
+fn one<M: EncodeMetric>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: M,
+) -> Result<(), std::fmt::Error> {
+    value.encode(enc.encode_descriptor(name, help, None, value.metric_type())?)
+}
+
+fn counter(v: u64) -> ConstCounter<u64> {
+    ConstCounter::new(v)
+}
+
+fn gauge(v: f64) -> ConstGauge<f64> {
+    ConstGauge::new(v)
+}
+
+fn count(v: usize) -> ConstGauge<i64> {
+    ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+impl Collector for EngineFigures {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (h, c) = (&self.h, &self.c);
+        let by_priority: Vec<[(&str, &str); 1]> = h
+            .inference_requests_by_priority
+            .iter()
+            .map(|(p, _)| [("priority", p.as_str())])
+            .collect();
+        let rows: Vec<(&[(&str, &str)], _)> = by_priority
+            .iter()
+            .zip(&h.inference_requests_by_priority)
+            .map(|(l, (_, n))| (&l[..], counter(*n)))
+            .collect();
+        let counter_kind = MetricType::Counter;
+        let gauge_kind = MetricType::Gauge;
+        put(
+            &mut enc,
+            "glurpc_model_batches",
+            "Forward passes run, by the priority of their most urgent window.",
+            counter_kind,
+            &rows,
+        )?;
+        one(
+            &mut enc,
+            "glurpc_windows_inferred",
+            "Windows forecast by the model.",
+            counter(h.windows_inferred),
+        )?;
+        one(
+            &mut enc,
+            "glurpc_inference_errors",
+            "Failed forward passes and unbuildable windows.",
+            counter(h.total_inference_errors),
+        )?;
+        one(
+            &mut enc,
+            "glurpc_jobs_cancelled",
+            "Queued window jobs cancelled because every waiter left.",
+            counter(h.cancelled_jobs),
+        )?;
+        let d = &h.batch_durations;
+        let mut m = enc.encode_descriptor(
+            "glurpc_model_batch_duration_seconds",
+            "Wall time of each forward pass.",
+            None,
+            MetricType::Histogram,
+        )?;
+        m.encode_histogram::<NoLabelSet>(d.sum_s, d.count, &d.buckets, None)?;
+        one(
+            &mut enc,
+            "glurpc_inference_queue_size",
+            "Window jobs waiting for the model.",
+            count(h.inference_queue_size),
+        )?;
+        one(
+            &mut enc,
+            "glurpc_inference_queue_capacity",
+            "Window jobs the queue holds before refusing background work.",
+            count(h.inference_queue_capacity),
+        )?;
+        one(
+            &mut enc,
+            "glurpc_idle_model_workers",
+            "Model threads not running a batch.",
+            count(h.available_general_models as usize),
+        )?;
+        one(
+            &mut enc,
+            "glurpc_plot_renders",
+            "Plots rendered.",
+            counter(h.total_calc_runs),
+        )?;
+        one(
+            &mut enc,
+            "glurpc_plot_render_errors",
+            "Plots that could not be rendered.",
+            counter(h.total_calc_errors),
+        )?;
+        let caches = |u: usize, f: usize, p: usize| {
+            [
+                (&[("cache", "uploads")][..], count(u)),
+                (&[("cache", "forecasts")][..], count(f)),
+                (&[("cache", "plots")][..], count(p)),
+            ]
+        };
+        put(
+            &mut enc,
+            "glurpc_cache_entries",
+            "Entries in the in-memory caches.",
+            gauge_kind,
+            &caches(c.uploads, c.forecasts, c.plots),
+        )?;
+        put(
+            &mut enc,
+            "glurpc_cache_bytes",
+            "Bytes held by the in-memory caches.",
+            gauge_kind,
+            &caches(c.upload_bytes, c.forecast_bytes, c.plot_bytes),
+        )?;
+        one(
+            &mut enc,
+            "glurpc_cached_handles",
+            "Handles with forecasts in memory or on disk.",
+            count(h.cache_size),
+        )?;
+        one(
+            &mut enc,
+            "process_resident_memory_bytes",
+            "Resident memory of the process.",
+            gauge(crate::engine::stats::current_rss_bytes()),
+        )?;
+        one(
+            &mut enc,
+            "glurpc_peak_resident_memory_bytes",
+            "Peak resident memory of the process.",
+            gauge(h.vmem_usage_mb * 1024.0 * 1024.0),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -400,10 +443,18 @@ mod tests {
         assert!(text.contains(
             "glurpc_requests_total{protocol=\"grpc\",endpoint=\"DrawPlot\",status=\"NotFound\"} 1"
         ));
-        assert!(text.contains("glurpc_request_duration_seconds_bucket{protocol=\"http\",endpoint=\"/health\",le=\"0.0025\"} 2"));
+        assert!(text.contains(
+            "glurpc_request_duration_seconds_bucket{protocol=\"http\",endpoint=\"/health\",le=\"0.0025\"} 2"
+        ), "{text}");
         assert!(text.contains(
             "glurpc_request_duration_seconds_count{protocol=\"http\",endpoint=\"/health\"} 5"
         ));
+        assert!(text.contains("# TYPE glurpc_requests_total counter"));
+        assert!(text.contains("# TYPE glurpc_model_batch_duration_seconds histogram"));
+        assert!(text.contains("glurpc_model_batch_duration_seconds_bucket{le=\"+Inf\"} 0"));
+        assert!(text.contains("glurpc_model_batches_total{priority=\"0\"} 0"));
+        assert!(text.contains("glurpc_cache_entries{cache=\"plots\"} 0"));
+        assert!(text.contains("glurpc_plot_renders_total 0"));
         assert!(text.contains("glurpc_inference_queue_capacity 64"));
     }
 }

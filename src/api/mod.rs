@@ -6,7 +6,8 @@
 //! owns binding the listeners, the gRPC health and reflection services,
 //! and the graceful shutdown: stop accepting, let in-flight requests
 //! finish within the grace period, then stop the engine (which persists
-//! the cache).
+//! the cache). `/metrics` may also be served on a port of its own
+//! ([`Running::serve_metrics`]), which takes it off the public REST port.
 
 pub mod auth;
 pub mod disconnect;
@@ -87,6 +88,8 @@ pub struct Running {
     pub rest_addr: Option<SocketAddr>,
     /// Where gRPC listens.
     pub grpc_addr: Option<SocketAddr>,
+    /// Where `/metrics` has a port of its own, if it has one.
+    pub metrics_addr: Option<SocketAddr>,
     svc: Service,
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
@@ -104,6 +107,7 @@ pub async fn start(svc: Service, cfg: &ServerConfig) -> Result<Running, ServeErr
     let mut running = Running {
         rest_addr: None,
         grpc_addr: None,
+        metrics_addr: None,
         svc: svc.clone(),
         stop,
         tasks: Vec::new(),
@@ -195,6 +199,46 @@ impl Running {
     /// The shared state.
     pub fn service(&self) -> &Service {
         &self.svc
+    }
+
+    /// Serves `GET /metrics` (and nothing else) on `addr`, a port operators
+    /// keep off the public network, and takes it off the public REST port
+    /// (404 there from now on). Scrapes here are not counted as requests.
+    /// Stops with the other servers. Returns the bound address.
+    pub async fn serve_metrics(&mut self, addr: SocketAddr) -> Result<SocketAddr, ServeError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let svc = self.svc.clone();
+        let scrape = poem::endpoint::make(move |_req: poem::Request| {
+            let svc = svc.clone();
+            async move {
+                poem::Response::builder()
+                    .content_type(metrics::CONTENT_TYPE)
+                    .header(http::header::CACHE_CONTROL, "no-store")
+                    .body(svc.metrics_text())
+            }
+        });
+        let app = poem::Route::new().at("/metrics", poem::get(scrape));
+        let signal = stopped(self.stop.subscribe());
+        let grace = self.grace;
+        self.tasks.push((
+            "metrics",
+            tokio::spawn(async move {
+                poem::Server::new_with_acceptor(acceptor)
+                    .run_with_graceful_shutdown(app, signal, Some(grace))
+                    .await
+                    .map_err(|e| e.to_string())
+            }),
+        ));
+        self.svc.metrics.set_public(false);
+        self.metrics_addr = Some(bound);
+        Ok(bound)
     }
 
     /// Serves until `signal` resolves or a server fails, then shuts down.

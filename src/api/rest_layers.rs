@@ -7,7 +7,10 @@
 //! FastAPI's 422 body, unknown paths and methods into its JSON 404/405;
 //! `X-Content-Type-Options: nosniff` on every response and
 //! `Cache-Control: no-store` on every response that does not set its own
-//! (answers carry patient data); and the request counted in the statistics.
+//! (answers carry patient data); and the request counted in the statistics
+//! and logged in one INFO line (method, route label, status, duration,
+//! request id: never a body, a query, a handle or a key). `/metrics`
+//! answers 404 here when it has a port of its own.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +25,7 @@ use poem_openapi::error::{
 use tracing::Instrument;
 
 use crate::engine::EngineError;
+use crate::engine::scheduler::CURRENT_REQUEST;
 
 use super::disconnect::Connections;
 use super::error::ApiError;
@@ -292,6 +296,12 @@ impl<E: Endpoint> FrontlineEndpoint<E> {
             return redirect;
         }
         let path = req.uri().path().to_string();
+        if path == "/metrics" && !self.svc.metrics.is_public() {
+            let e = poem::Error::from(poem::error::NotFoundError);
+            if let Some(r) = routing_failure(&e, &path) {
+                return r;
+            }
+        }
         if req.method() == http::Method::POST && PROTECTED.contains(&path.as_str()) {
             let key = req.headers().get("x-api-key").map(|v| v.as_bytes());
             if let Err(e) = self.svc.keys.check(key) {
@@ -353,8 +363,11 @@ impl<E: Endpoint> Endpoint for FrontlineEndpoint<E> {
         let started = Instant::now();
         let id = request_id(req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()));
         let endpoint = label(req.uri().path());
-        let span = tracing::info_span!("http", id = %id, method = %req.method(), path = endpoint);
-        let mut resp = self.guarded(req).instrument(span.clone()).await;
+        let method = req.method().clone();
+        let span = tracing::info_span!("http", id = %id, method = %method, path = endpoint);
+        let mut resp = CURRENT_REQUEST
+            .scope(Arc::from(id.as_str()), self.guarded(req).instrument(span))
+            .await;
         let status = resp.status();
         let headers = resp.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&id) {
@@ -378,13 +391,15 @@ impl<E: Endpoint> Endpoint for FrontlineEndpoint<E> {
             status.as_u16() >= 400,
             took,
         );
-        span.in_scope(|| {
-            tracing::debug!(
-                status = status.as_u16(),
-                ms = took.as_secs_f64() * 1e3,
-                "answered"
-            )
-        });
+        tracing::info!(
+            protocol = "http",
+            method = %method,
+            route = endpoint,
+            status = status.as_u16(),
+            ms = took.as_secs_f64() * 1e3,
+            id = %id,
+            "request"
+        );
         Ok(resp)
     }
 }

@@ -134,6 +134,16 @@ pub struct ServeArgs {
         default_value = ""
     )]
     pub cors_origins: Vec<String>,
+    /// Serve `/metrics` on this port instead of the public REST port (same
+    /// `--host`); 0 picks a free one. Unset: `/metrics` is on the REST port.
+    #[arg(long, env = "GLURPC_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+}
+
+/// True when `GLURPC_LOG_JSON` asks for JSON log lines (the reference's
+/// booleans: `true`, `1` or `yes`).
+fn json_logs() -> bool {
+    std::env::var("GLURPC_LOG_JSON").is_ok_and(|v| py_bool(&v).unwrap_or(false))
 }
 
 /// The CORS origins given, without empty entries.
@@ -228,7 +238,16 @@ async fn serve(args: ServeArgs, keys: ApiKeys) -> Result<()> {
         body_timeout: seconds("GLURPC_BODY_TIMEOUT_S", args.body_timeout_s)?,
         cors_origins: cors_origins(&args).map(|o| o.trim().to_string()).collect(),
     };
-    let running = match api::start(svc.clone(), &cfg).await {
+    let started_servers = async {
+        let mut running = api::start(svc.clone(), &cfg).await?;
+        if let Some(port) = args.metrics_port {
+            running
+                .serve_metrics(std::net::SocketAddr::new(args.host, port))
+                .await?;
+        }
+        Ok::<_, api::ServeError>(running)
+    };
+    let running = match started_servers.await {
         Ok(r) => r,
         Err(e) => {
             let engine = svc.engine.clone();
@@ -237,21 +256,40 @@ async fn serve(args: ServeArgs, keys: ApiKeys) -> Result<()> {
         }
     };
     let show = |a: Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
+    let startup_ms = started.elapsed().as_secs_f64() * 1e3;
     tracing::info!(
         rest = %show(running.rest_addr),
         grpc = %show(running.grpc_addr),
+        metrics = %running.metrics_addr.map_or("rest".to_string(), |a| a.to_string()),
         warm_up_ms = warm.as_secs_f64() * 1e3,
-        startup_ms = started.elapsed().as_secs_f64() * 1e3,
+        startup_ms,
         api_keys = keys.enabled(),
         "ready"
     );
-    // A stable line for scripts and supervisors.
-    eprintln!(
-        "glurpc ready: rest={} grpc={} in {:.0} ms",
-        show(running.rest_addr),
-        show(running.grpc_addr),
-        started.elapsed().as_secs_f64() * 1e3
-    );
+    // A stable line for scripts and supervisors; with JSON logs the event
+    // above is that line (every line on stderr is then JSON).
+    if json_logs() {
+        if !tracing::enabled!(tracing::Level::INFO) {
+            // GLURPC_LOG hides the event: the ready line is still due.
+            let line = serde_json::json!({
+                "level": "INFO",
+                "message": "ready",
+                "rest": show(running.rest_addr),
+                "grpc": show(running.grpc_addr),
+                "startup_ms": startup_ms,
+            });
+            eprintln!("{line}");
+        }
+    } else {
+        let metrics = running
+            .metrics_addr
+            .map_or(String::new(), |a| format!(" metrics={a}"));
+        eprintln!(
+            "glurpc ready: rest={} grpc={}{metrics} in {startup_ms:.0} ms",
+            show(running.rest_addr),
+            show(running.grpc_addr),
+        );
+    }
     running.run_until(shutdown_signal()).await?;
     Ok(())
 }

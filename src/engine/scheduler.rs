@@ -4,12 +4,61 @@
 //! or error, queued jobs nobody waits for any more cancelled, and a bounded
 //! queue that refuses at once with [`Refused::Overloaded`] (priority 0 has reserved
 //! room). Workers are plain threads that block on [`Scheduler::next_batch`].
+//!
+//! Each job remembers the requests that asked for it ([`Links`]: their
+//! tracing spans and request ids, taken from the submitting task), so that
+//! the model thread's span can follow from them and name them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
+
+/// Requests remembered per job at most (identical jobs merge, so a popular
+/// window could otherwise collect a link per waiter).
+const MAX_LINKS: usize = 8;
+
+tokio::task_local! {
+    /// The id of the request being served on this task: set by the front
+    /// ends around each request, read when a job is submitted.
+    pub static CURRENT_REQUEST: Arc<str>;
+}
+
+/// The requests a job was submitted for: their spans (for
+/// `follows_from`) and request ids (for the log). Not part of a job's
+/// identity: any two compare equal.
+#[derive(Debug, Clone, Default)]
+pub struct Links {
+    /// The submitting tasks' current spans.
+    pub spans: Vec<tracing::Span>,
+    /// The submitting requests' ids.
+    pub requests: Vec<Arc<str>>,
+}
+
+impl PartialEq for Links {
+    fn eq(&self, _: &Links) -> bool {
+        true
+    }
+}
+
+impl Eq for Links {}
+
+impl Links {
+    /// Adds the calling task's span and request id, if any.
+    fn add_current(&mut self) {
+        let span = tracing::Span::current();
+        if !span.is_none() && self.spans.len() < MAX_LINKS {
+            self.spans.push(span);
+        }
+        if let Ok(id) = CURRENT_REQUEST.try_with(Arc::clone)
+            && self.requests.len() < MAX_LINKS
+            && !self.requests.contains(&id)
+        {
+            self.requests.push(id);
+        }
+    }
+}
 
 /// Interactive work (`/quick_plot`, `/draw_a_plot`, forecasts).
 pub const PRIORITY_INTERACTIVE: u8 = 0;
@@ -41,6 +90,7 @@ struct Job<T, E> {
     /// Kept even when every waiter left (background work).
     background: bool,
     waiters: Vec<oneshot::Sender<Outcome<T, E>>>,
+    links: Links,
 }
 
 impl<T, E> Job<T, E> {
@@ -73,6 +123,8 @@ pub struct Taken<K> {
     pub key: K,
     /// Its priority when taken.
     pub priority: u8,
+    /// The requests it was submitted for.
+    pub links: Links,
 }
 
 impl<K: Eq + Hash + Clone, T: Clone, E: Clone> Scheduler<K, T, E> {
@@ -117,6 +169,7 @@ impl<K: Eq + Hash + Clone, T: Clone, E: Clone> Scheduler<K, T, E> {
         }
         if let Some(job) = st.jobs.get_mut(&key) {
             job.waiters.push(tx);
+            job.links.add_current();
             job.background |= background;
             if priority < job.priority {
                 let old = (job.priority, job.seq);
@@ -139,6 +192,8 @@ impl<K: Eq + Hash + Clone, T: Clone, E: Clone> Scheduler<K, T, E> {
         }
         st.seq += 1;
         let seq = st.seq;
+        let mut links = Links::default();
+        links.add_current();
         st.order.insert((priority, seq), key.clone());
         st.jobs.insert(
             key,
@@ -147,6 +202,7 @@ impl<K: Eq + Hash + Clone, T: Clone, E: Clone> Scheduler<K, T, E> {
                 seq,
                 background,
                 waiters: vec![tx],
+                links,
             },
         );
         drop(st);
@@ -182,6 +238,7 @@ impl<K: Eq + Hash + Clone, T: Clone, E: Clone> Scheduler<K, T, E> {
                 batch.push(Taken {
                     key,
                     priority: prio,
+                    links: job.links,
                 });
             }
             if !batch.is_empty() || st.closed {
@@ -324,6 +381,24 @@ mod tests {
         drop(_kept);
         assert_eq!(keys(&s.next_batch(8)), vec!["bg"]);
         assert_eq!(s.cancelled(), 1);
+    }
+
+    #[test]
+    fn jobs_remember_the_requests_that_asked_for_them() {
+        let s = S::new(10, 0);
+        let _r: Vec<_> = ["req-1", "req-2", "req-1"]
+            .into_iter()
+            .map(|id| {
+                CURRENT_REQUEST.sync_scope(Arc::from(id), || {
+                    s.submit("w", PRIORITY_INTERACTIVE, false).unwrap()
+                })
+            })
+            .collect();
+        let _bg = s.submit("bg", PRIORITY_PREFETCH, true).unwrap();
+        let b = s.next_batch(1);
+        let ids: Vec<&str> = b[0].links.requests.iter().map(|r| &**r).collect();
+        assert_eq!(ids, vec!["req-1", "req-2"]);
+        assert!(s.next_batch(1)[0].links.requests.is_empty());
     }
 
     #[test]

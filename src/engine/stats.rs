@@ -1,6 +1,7 @@
 //! Engine statistics for `/health` and `/metrics`, measured where the work
-//! happens: model batches by priority, their durations, failures, the
-//! model's busy state and the process's peak memory.
+//! happens: model batches by priority, their durations (a rolling mean for
+//! `/health`, a bucketed histogram for `/metrics`), failures, the model's
+//! busy state and the process's peak memory.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -10,9 +11,36 @@ use std::time::Duration;
 /// Durations kept for the rolling mean.
 const WINDOW: usize = 1000;
 
+/// Upper bounds of the model-batch duration histogram, seconds (a pass
+/// takes about a millisecond on a GPU, up to seconds on a small CPU).
+pub const BATCH_BUCKETS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Model-batch durations, bucketed (lock-free; read by `/metrics`).
+#[derive(Debug, Default)]
+struct BatchTimes {
+    /// One count per bucket of [`BATCH_BUCKETS`], then the overflow.
+    counts: [AtomicU64; BATCH_BUCKETS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+/// A copy of the batch-duration histogram.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BatchDurations {
+    /// `(upper bound in seconds, batches in this bucket)`, not cumulative;
+    /// the last bound is infinite.
+    pub buckets: Vec<(f64, u64)>,
+    /// Seconds, all batches together.
+    pub sum_s: f64,
+    /// Batches.
+    pub count: u64,
+}
+
 /// Counters shared by the engine and its model thread.
 #[derive(Debug, Default)]
 pub struct Stats {
+    times: BatchTimes,
     by_priority: [AtomicU64; 4],
     inference_errors: AtomicU64,
     windows_inferred: AtomicU64,
@@ -39,6 +67,8 @@ pub struct HealthSnapshot {
     pub available_general_models: u32,
     /// Mean wall time of the last 1000 model batches, ms.
     pub avg_fulfillment_time_ms: f64,
+    /// Every model batch's wall time, bucketed.
+    pub batch_durations: BatchDurations,
     /// Peak resident memory of the process, MiB.
     pub vmem_usage_mb: f64,
     /// "cpu" or "cuda".
@@ -90,6 +120,13 @@ impl Stats {
         } else {
             self.inference_errors.fetch_add(1, Ordering::Relaxed);
         }
+        let slot = BATCH_BUCKETS
+            .iter()
+            .position(|&le| took.as_secs_f64() <= le)
+            .unwrap_or(BATCH_BUCKETS.len());
+        self.times.counts[slot].fetch_add(1, Ordering::Relaxed);
+        let ns = took.as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.times.sum_ns.fetch_add(ns, Ordering::Relaxed);
         if let Ok(mut r) = self.recent.lock() {
             if r.len() == WINDOW {
                 r.pop_front();
@@ -119,6 +156,22 @@ impl Stats {
         self.inference_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The batch-duration histogram as it stands.
+    pub fn batch_durations(&self) -> BatchDurations {
+        let buckets: Vec<(f64, u64)> = BATCH_BUCKETS
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(&self.times.counts)
+            .map(|(le, c)| (le, c.load(Ordering::Relaxed)))
+            .collect();
+        BatchDurations {
+            count: buckets.iter().map(|b| b.1).sum(),
+            buckets,
+            sum_s: self.times.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
+        }
+    }
+
     /// The snapshot, given the queue's state and the device.
     pub fn snapshot(&self, queued: usize, capacity: usize, device: &str) -> HealthSnapshot {
         let avg = self
@@ -143,6 +196,7 @@ impl Stats {
             available_priority_models: idle.min(1),
             available_general_models: idle,
             avg_fulfillment_time_ms: avg,
+            batch_durations: self.batch_durations(),
             vmem_usage_mb: peak_rss_mb(),
             device: device.into(),
             inference_requests_by_priority: [0usize, 1, 3]
@@ -228,6 +282,14 @@ mod tests {
         );
         assert_eq!((h.windows_inferred, h.total_inference_errors), (33, 1));
         assert!((h.avg_fulfillment_time_ms - 20.0).abs() < 1e-9);
+        let d = &h.batch_durations;
+        assert_eq!(d.count, 3);
+        assert!((d.sum_s - 0.06).abs() < 1e-9);
+        let in_bucket = |le: f64| d.buckets.iter().find(|b| b.0 == le).map(|b| b.1);
+        assert_eq!(in_bucket(0.01), Some(1));
+        assert_eq!(in_bucket(0.025), Some(1));
+        assert_eq!(in_bucket(0.05), Some(1));
+        assert_eq!(d.buckets.last(), Some(&(f64::INFINITY, 0)));
         assert!(h.vmem_usage_mb > 0.0);
         s.render_started();
         s.render_done(true);

@@ -1,7 +1,9 @@
 //! The model thread: takes batches of window jobs (most urgent priority
 //! first), runs them in one forward pass, caches each result for its upload
 //! version, delivers it to every waiter, and hands each upload's forecasts
-//! to the disk writer as they complete.
+//! to the disk writer as they complete. Each batch runs in an `inference`
+//! span that follows from the spans of the requests whose windows it
+//! computes and names their request ids (`requests`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,7 +45,28 @@ pub(crate) fn model_worker(inner: &Inner) {
             return;
         }
         let priority = batch[0].priority;
-        let span = tracing::info_span!("inference", windows = batch.len(), priority);
+        let mut requests: Vec<&str> = Vec::new();
+        for t in &batch {
+            for r in &t.links.requests {
+                if !requests.contains(&&**r) {
+                    requests.push(r);
+                }
+            }
+        }
+        let span = tracing::info_span!(
+            "inference",
+            windows = batch.len(),
+            priority,
+            requests = tracing::field::Empty
+        );
+        if !requests.is_empty() {
+            span.record("requests", requests.join(","));
+        }
+        for t in &batch {
+            for linked in &t.links.spans {
+                span.follows_from(linked);
+            }
+        }
         let _enter = span.enter();
         let mut windows = Vec::with_capacity(batch.len());
         let mut jobs = Vec::with_capacity(batch.len());
@@ -72,9 +95,11 @@ pub(crate) fn model_worker(inner: &Inner) {
         let started = std::time::Instant::now();
         let result = inner.model.predict(&windows, &opts);
         inner.stats.set_busy(false);
+        let took = started.elapsed();
         inner
             .stats
-            .batch(priority, windows.len(), started.elapsed(), result.is_ok());
+            .batch(priority, windows.len(), took, result.is_ok());
+        tracing::debug!(ms = took.as_secs_f64() * 1e3, ok = result.is_ok(), "batch");
         match result {
             Ok(fc) => {
                 let mut touched: HashMap<(String, u64), Arc<Upload>> = HashMap::new();
