@@ -526,11 +526,20 @@ impl Engine {
     }
 }
 
-/// Runs CPU work on the blocking pool.
+/// Runs CPU work on the blocking pool, inside the caller's span and request
+/// id, so that jobs it queues (`/process_unified`'s windows) name the request.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
 ) -> Result<T, EngineError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| EngineError::Internal(format!("worker task failed: {e}")))?
+    let span = tracing::Span::current();
+    let request = super::scheduler::CURRENT_REQUEST.try_with(Arc::clone).ok();
+    tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        match request {
+            Some(id) => super::scheduler::CURRENT_REQUEST.sync_scope(id, f),
+            None => f(),
+        }
+    })
+    .await
+    .map_err(|e| EngineError::Internal(format!("worker task failed: {e}")))?
 }
