@@ -1,6 +1,7 @@
 //! The web page for people: a single-page app (`web/` in the repository: HTML,
 //! CSS and plain JavaScript, no build step) embedded in the binary and served
-//! at `/` and under `/app` (deep links), with its assets under `/assets/`.
+//! at `/` and under `/app` (deep links), with its assets under `/assets/`
+//! (`app.js`: the flow, words and downloads; `chart.js`: the chart).
 //!
 //! The page only calls the public API (`/process_unified`, `/forecast`,
 //! `/draw_a_plot`, `/cache_management`), so it needs no endpoint of its own.
@@ -41,6 +42,12 @@ static INDEX: LazyLock<Asset> = LazyLock::new(|| {
 static SCRIPT: LazyLock<Asset> = LazyLock::new(|| {
     Asset::new(
         include_bytes!("../../web/app.js"),
+        "text/javascript; charset=utf-8",
+    )
+});
+static CHART: LazyLock<Asset> = LazyLock::new(|| {
+    Asset::new(
+        include_bytes!("../../web/chart.js"),
         "text/javascript; charset=utf-8",
     )
 });
@@ -110,6 +117,11 @@ fn script(req: &Request) -> Response {
 }
 
 #[handler]
+fn chart(req: &Request) -> Response {
+    serve(req, &CHART)
+}
+
+#[handler]
 fn style(req: &Request) -> Response {
     serve(req, &STYLE)
 }
@@ -133,6 +145,7 @@ pub fn in_front_of<E: Endpoint>(api: E) -> impl Endpoint {
         .at("/app", poem::get(index))
         .at("/app/*rest", poem::get(index))
         .at("/assets/app.js", poem::get(script))
+        .at("/assets/chart.js", poem::get(chart))
         .at("/assets/app.css", poem::get(style))
         .at("/assets/favicon.svg", poem::get(icon));
     PageOr { page, api }
@@ -159,7 +172,7 @@ impl<E: Endpoint> Endpoint for PageOr<E> {
 /// The total size of the page's files, in bytes (what a first load transfers
 /// before any API call, uncompressed).
 pub fn page_bytes() -> usize {
-    [&INDEX, &SCRIPT, &STYLE, &ICON]
+    [&INDEX, &SCRIPT, &CHART, &STYLE, &ICON]
         .iter()
         .map(|a| a.body.len())
         .sum()
