@@ -193,10 +193,11 @@ fn open_descriptors() -> usize {
 /// watch shares the socket instead of duplicating it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_descriptor_per_connection() {
+    const N: usize = 200;
     let s = TestServer::start(Setup::small()).await;
     let before = open_descriptors();
     let mut conns = Vec::new();
-    for _ in 0..50 {
+    for _ in 0..N {
         let mut c = connect(&s).await;
         c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
@@ -205,7 +206,7 @@ async fn one_descriptor_per_connection() {
         let _ = c.read(&mut buf).await.unwrap();
         conns.push(c);
     }
-    let per_connection = (open_descriptors() - before) as f64 / 50.0;
+    let per_connection = (open_descriptors() - before) as f64 / N as f64;
     eprintln!("{per_connection} descriptors per connection (client and server ends)");
     // one for the client's end (this process), one for the server's
     assert!(
