@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 use candle_core::Device;
@@ -444,38 +443,15 @@ async fn clients_that_leave_cancel_their_work() {
 fn the_binary_shuts_down_gracefully_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let model = common::data_dir().join("model/small");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_glurpc"))
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--rest-port",
-            "0",
-            "--grpc-port",
-            "0",
-            "--shutdown-grace-s",
-            "20",
-        ])
+    let mut cmd =
+        common::process::serve_command(std::path::Path::new(env!("CARGO_BIN_EXE_glurpc")));
+    cmd.args(["--shutdown-grace-s", "20"])
         .arg("--model")
         .arg(&model)
         .arg("--cache-dir")
-        .arg(dir.path().join("cache"))
-        .env_remove("ENABLE_API_KEYS")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let ready = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.starts_with("glurpc ready:"))
-        .expect("no ready line");
-    let rest = ready
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("rest="))
-        .unwrap()
-        .to_string();
-    std::thread::spawn(move || for _ in lines.by_ref() {});
+        .arg(dir.path().join("cache"));
+    let mut server = common::process::Process::start(cmd);
+    let rest = server.rest.clone();
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -514,7 +490,7 @@ fn the_binary_shuts_down_gracefully_under_load() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
         let kill = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args(["-TERM", &server.child.id().to_string()])
             .status()
             .unwrap();
         assert!(kill.success());
@@ -526,7 +502,7 @@ fn the_binary_shuts_down_gracefully_under_load() {
     });
     // In-flight requests finish with their answer.
     assert!(codes.iter().all(|&c| c == 200), "{codes:?}");
-    let status = child.wait().unwrap();
+    let status = server.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     // The cache was persisted on the way out.
     let files = std::fs::read_dir(dir.path().join("cache")).unwrap().count();

@@ -7,9 +7,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::path::Path;
 
+use common::process::Process;
 use common::server::b64;
 use serde_json::{Value, json};
 
@@ -55,7 +56,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 struct Serve {
-    child: Child,
+    process: Process,
     rest: String,
     _dir: tempfile::TempDir,
 }
@@ -63,60 +64,30 @@ struct Serve {
 impl Serve {
     fn start(extra: &[&str]) -> Serve {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_glurpc"))
-            .args([
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--rest-port",
-                "0",
-                "--grpc-port",
-                "0",
-            ])
-            .arg("--model")
+        let mut cmd = common::process::serve_command(Path::new(env!("CARGO_BIN_EXE_glurpc")));
+        cmd.arg("--model")
             .arg(common::data_dir().join("model/small"))
             .arg("--cache-dir")
             .arg(dir.path().join("cache"))
-            .args(extra)
-            .env_remove("ENABLE_API_KEYS")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let ready = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find(|l| l.starts_with("glurpc ready:"))
-            .expect("the server did not start");
-        let rest = ready
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("rest="))
-            .unwrap()
-            .to_string();
-        std::thread::spawn(move || for _ in lines.by_ref() {});
+            .args(extra);
+        let process = Process::start(cmd);
         Serve {
-            child,
-            rest: format!("http://{rest}"),
+            rest: process.url(""),
+            process,
             _dir: dir,
         }
     }
 
     /// The process's peak resident memory so far (`VmHWM`), in bytes.
     fn peak_rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.process.child.id())).unwrap();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .unwrap()
             * 1024
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -96,7 +96,6 @@ async fn renders_are_counted_in_health_and_metrics() {
 /// same weights.
 #[test]
 fn info_names_the_model_that_answers() {
-    use std::io::{BufRead, BufReader};
     let bin = env!("CARGO_BIN_EXE_glurpc");
     let cli = std::process::Command::new(bin)
         .args(["model", "info", "default", "--json"])
@@ -114,49 +113,25 @@ fn info_names_the_model_that_answers() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(bin)
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--rest-port",
-            "0",
-            "--grpc-port",
-            "0",
-        ])
-        .args(["--seed", "7", "--samples", "12"])
+    let mut cmd = common::process::serve_command(std::path::Path::new(bin));
+    cmd.args(["--seed", "7", "--samples", "12"])
         .arg("--cache-dir")
         .arg(dir.path())
-        .env_remove("GLURPC_MODEL")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let ready = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.starts_with("glurpc ready:"))
-        .expect("no ready line");
-    let rest = ready
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("rest="))
-        .unwrap()
-        .to_string();
-    std::thread::spawn(move || for _ in lines.by_ref() {});
+        .env_remove("GLURPC_MODEL");
+    let server = common::process::Process::start(cmd);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let info: Value = rt.block_on(async {
-        reqwest::get(format!("http://{rest}/info"))
+        reqwest::get(server.url("/info"))
             .await
             .unwrap()
             .json()
             .await
             .unwrap()
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(info["model"], "default");
     assert_eq!(info["sha256"], cli["sha256"]);

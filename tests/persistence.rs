@@ -6,66 +6,24 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
+use common::process::Process;
 use glurpc::engine::scheduler::PRIORITY_PROCESS;
 use glurpc::engine::{Engine, EngineConfig, EngineError, ProcessOptions, WindowKind};
 use glurpc::plot::PlotFormat;
 use serde_json::{Value, json};
 
 /// `glurpc serve` on free ports over `cache`.
-struct Server {
-    child: Child,
-    rest: String,
-}
-
-impl Server {
-    fn start(cache: &Path, env: &[(&str, &str)]) -> Server {
-        let model = common::data_dir().join("model/small");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_glurpc"))
-            .args(["serve", "--host", "127.0.0.1", "--rest-port", "0"])
-            .args(["--grpc-port", "0", "--model"])
-            .arg(&model)
-            .arg("--cache-dir")
-            .arg(cache)
-            .env_remove("ENABLE_API_KEYS")
-            .envs(env.iter().copied())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let ready = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find(|l| l.starts_with("glurpc ready:"))
-            .expect("no ready line");
-        let rest = ready
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("rest="))
-            .unwrap()
-            .to_string();
-        std::thread::spawn(move || for _ in lines.by_ref() {});
-        Server { child, rest }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.rest)
-    }
-
-    /// SIGKILL (`Child::kill` on Unix): no shutdown, no final write.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start(cache: &Path, env: &[(&str, &str)]) -> Process {
+    let mut cmd = common::process::serve_command(Path::new(env!("CARGO_BIN_EXE_glurpc")));
+    cmd.arg("--model")
+        .arg(common::data_dir().join("model/small"))
+        .arg("--cache-dir")
+        .arg(cache)
+        .envs(env.iter().copied());
+    Process::start(cmd)
 }
 
 fn files(dir: &Path) -> Vec<PathBuf> {
@@ -99,7 +57,7 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
-async fn draw(http: &reqwest::Client, s: &Server, handle: &str, index: i64) -> (u16, Vec<u8>) {
+async fn draw(http: &reqwest::Client, s: &Process, handle: &str, index: i64) -> (u16, Vec<u8>) {
     let r = http
         .post(s.url("/draw_a_plot"))
         .json(&json!({"handle": handle, "index": index}))
@@ -123,7 +81,7 @@ fn an_accepted_upload_survives_kill_9_and_leaves_nothing_readable() {
         .unwrap();
     let http = reqwest::Client::new();
 
-    let server = Server::start(&cache, &env);
+    let server = start(&cache, &env);
     let (handle, drawn) = rt.block_on(async {
         let p: Value = http
             .post(server.url("/process_unified"))
@@ -173,7 +131,7 @@ fn an_accepted_upload_survives_kill_9_and_leaves_nothing_readable() {
 
     // A restart removes the crash leftover, answers for the handle with the
     // same plots, and recomputes the windows that were never computed.
-    let server = Server::start(&cache, &env);
+    let server = start(&cache, &env);
     assert!(!leftover.exists(), "a crash leftover survived a restart");
     rt.block_on(async {
         // Before any request, the windows never computed are queued again.

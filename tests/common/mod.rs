@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use glurpc::formats::{self, ParseOptions, Parsed};
 use serde_json::Value;
 
+pub mod process;
 pub mod server;
 
 /// `tests/data`.

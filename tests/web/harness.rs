@@ -2,9 +2,8 @@
 //! headless Chromium (Debian's `chromium`, over the DevTools protocol), tabs that record
 //! every request they make, and the page's hooks (`data-testid`) read back.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +15,8 @@ use chromiumoxide::page::ScreenshotParams;
 use chromiumoxide::{Browser, BrowserConfig, Page};
 use futures_util::StreamExt;
 use serde_json::Value;
+
+use crate::common::process::{Process, serve_command};
 
 /// The glurpc binary under test (`GLURPC_TEST_BIN` picks another, e.g. a release build, to
 /// time the page as people get it).
@@ -34,7 +35,7 @@ pub fn shots() -> PathBuf {
 
 /// A `glurpc serve` process on free ports, killed when dropped.
 pub struct Serve {
-    child: Child,
+    _process: Process,
     pub rest: String,
     _dir: tempfile::TempDir,
 }
@@ -42,52 +43,21 @@ pub struct Serve {
 impl Serve {
     pub fn start(extra: &[&str]) -> Serve {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(binary())
-            .args([
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--rest-port",
-                "0",
-                "--grpc-port",
-                "0",
-            ])
-            .arg("--cache-dir")
+        let mut cmd = serve_command(&binary());
+        cmd.arg("--cache-dir")
             .arg(dir.path().join("cache"))
             .args(extra)
-            .env_remove("ENABLE_API_KEYS")
-            .env_remove("GLURPC_MODEL")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let ready = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find(|l| l.starts_with("glurpc ready:"))
-            .expect("the server did not start");
-        let rest = ready
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("rest="))
-            .unwrap()
-            .to_string();
-        std::thread::spawn(move || for _ in lines.by_ref() {});
+            .env_remove("GLURPC_MODEL");
+        let process = Process::start(cmd);
         Serve {
-            child,
-            rest: format!("http://{rest}"),
+            rest: process.url(""),
+            _process: process,
             _dir: dir,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.rest)
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
