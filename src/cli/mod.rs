@@ -7,6 +7,7 @@
 mod calibrate;
 pub mod exit;
 mod model_cmd;
+mod parity;
 mod predict;
 mod serve;
 mod train;

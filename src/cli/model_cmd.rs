@@ -19,6 +19,9 @@ pub enum ModelCommand {
     Info(InfoArgs),
     /// Time the forward pass (eval mode, random inputs): one JSON object.
     Time(TimeArgs),
+    /// Check the fixture model against its PyTorch goldens on a device
+    /// (`tests/data/model`; what tools/gpu-check runs on a GPU).
+    Parity(super::parity::ParityArgs),
 }
 
 /// `glurpc model time`.
@@ -30,13 +33,19 @@ pub struct TimeArgs {
     /// Windows per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
-    /// Timed runs (after 2 warm-up runs).
+    /// Timed runs (after the warm-up runs).
     #[arg(long, default_value_t = 6)]
     pub runs: usize,
+    /// Untimed runs first (on a GPU the first loads the kernels).
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
     /// Monte Carlo dropout samples per window, as the service runs them
     /// (running BatchNorm statistics, 64 rows per pass); 0 times eval mode.
     #[arg(long, default_value_t = 0)]
     pub samples: usize,
+    /// `cpu` or `cuda:N` (a build from `tools/cuda-build`).
+    #[arg(long, env = "GLURPC_DEVICE", default_value = "cpu")]
+    pub device: String,
 }
 
 /// `glurpc model convert`.
@@ -64,6 +73,10 @@ pub struct InfoArgs {
     /// Print one JSON object.
     #[arg(long, env = "GLURPC_MODEL_INFO_JSON")]
     pub json: bool,
+    /// Also load the weights onto this device (`cpu` or `cuda:N`) and report
+    /// it: what the GPU is, or why it cannot be used.
+    #[arg(long, env = "GLURPC_DEVICE", default_value = "cpu")]
+    pub device: String,
 }
 
 /// What `glurpc model info` reports.
@@ -83,12 +96,16 @@ pub struct ModelInfo {
     pub sha256: String,
     /// The per-step band calibration beside the weights, if any.
     pub calibration: Option<model::Calibration>,
+    /// The device the weights were loaded onto (`cpu`, or `cuda:N` with the
+    /// GPU's name, compute capability and memory).
+    pub device: String,
 }
 
 /// Runs a `model` subcommand.
 pub fn run(cmd: ModelCommand) -> Result<()> {
     match cmd {
         ModelCommand::Time(a) => time_forward(&a)?,
+        ModelCommand::Parity(a) => super::parity::run(&a)?,
         ModelCommand::Convert(a) => {
             let done = model::convert(&a.input, a.config.as_deref(), &a.out_dir)
                 .with_context(|| format!("converting {}", a.input.display()))?;
@@ -109,8 +126,12 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
+            let device = model::parse_device(&a.device)?;
             let info = if a.id == "default" {
                 // The embedded model (what `serve` and `predict` use without --model).
+                if !matches!(device, candle_core::Device::Cpu) {
+                    model::default::load(&device)?;
+                }
                 let cfg = model::default::config()?;
                 ModelInfo {
                     id: a.id,
@@ -120,6 +141,7 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
                     sha256: model::default::sha256(),
                     config: cfg,
                     calibration: Some(model::default::calibration()?),
+                    device: model::describe_device(&device),
                 }
             } else {
                 let files = rt.block_on(model::source::resolve(&a.id))?;
@@ -131,6 +153,9 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
                     Some(p) => Some(model::Calibration::read(&p)?),
                     None => None,
                 };
+                if !matches!(device, candle_core::Device::Cpu) {
+                    model::load(&files, &device)?;
+                }
                 ModelInfo {
                     id: a.id,
                     file: files.weights.display().to_string(),
@@ -143,6 +168,7 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
                     sha256: model::sha256_file(&files.weights)?,
                     config: cfg,
                     calibration,
+                    device: model::describe_device(&device),
                 }
             };
             let mut out = std::io::stdout().lock();
@@ -155,6 +181,7 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
                 writeln!(out, "config:     {}", info.config_file)?;
                 writeln!(out, "sha256:     {}", info.sha256)?;
                 writeln!(out, "parameters: {}", info.parameters)?;
+                writeln!(out, "device:     {}", info.device)?;
                 match &info.calibration {
                     Some(c) => writeln!(
                         out,
@@ -202,7 +229,8 @@ fn time_forward(a: &TimeArgs) -> Result<()> {
         .enable_all()
         .build()?;
     let files = rt.block_on(model::source::resolve(&a.id))?;
-    let net = model::load(&files, &candle_core::Device::Cpu)?;
+    let device = model::parse_device(&a.device)?;
+    let net = model::load(&files, &device)?;
     let c = net.config().clone();
     let mut rng = model::dropout::Rng::new(42);
     let mut uniform = |n: usize| -> Vec<f32> {
@@ -229,10 +257,10 @@ fn time_forward(a: &TimeArgs) -> Result<()> {
         crate::engine::worker::predict_options(a.samples, windows.len())
     };
     let mut times = Vec::new();
-    for run in 0..a.runs.max(1) + 2 {
+    for run in 0..a.runs.max(1) + a.warmup {
         let t = std::time::Instant::now();
         net.predict(&windows, &opts)?;
-        if run >= 2 {
+        if run >= a.warmup {
             times.push(t.elapsed().as_secs_f64());
         }
     }
@@ -241,8 +269,10 @@ fn time_forward(a: &TimeArgs) -> Result<()> {
         "batch": windows.len(),
         "samples": a.samples,
         "runs": times.len(),
+        "warmup": a.warmup,
         "median_s": times[times.len() / 2],
         "min_s": times[0],
+        "device": model::describe_device(&device),
     });
     println!("{out}");
     Ok(())

@@ -25,7 +25,8 @@ pub struct ModelArgs {
     /// Default: the small model shipped in `model/`, embedded in the binary.
     #[arg(long, env = "GLURPC_MODEL")]
     pub model: Option<String>,
-    /// `cpu` or `cuda:N` (needs a build with `--features cuda`).
+    /// `cpu` or `cuda:N` (needs a build from `tools/cuda-build`, docs/gpu.md).
+    /// One device per process.
     #[arg(long, env = "GLURPC_DEVICE", default_value = "cpu")]
     pub device: String,
     /// MC-dropout samples per window (at least 1; `--deterministic` for one

@@ -73,7 +73,8 @@ pub struct ServeArgs {
     /// Window jobs queued before background work is refused (503).
     #[arg(long, env = "MAX_INFERENCE_QUEUE_SIZE", default_value_t = 4096)]
     pub max_inference_queue_size: usize,
-    /// Model threads sharing the weights.
+    /// Model threads sharing the weights on the device (`--device`); on CUDA
+    /// each thread launches on its own (per-thread default) stream.
     #[arg(long, env = "NUM_COPIES_PER_DEVICE", default_value_t = 1)]
     pub num_copies_per_device: usize,
     /// Shortest usable sequence, minutes (at least 540); the quick_plot window.
@@ -187,6 +188,7 @@ async fn serve(args: ServeArgs, keys: ApiKeys) -> Result<()> {
     let started = Instant::now();
     let (model, mut cfg) = args.model.load().await?;
     let cuda = model.device().is_cuda();
+    let device = crate::model::describe_device(model.device());
     let memory = args.max_cache_size << 20;
     cfg.upload_cache_bytes = memory / 4;
     cfg.forecast_cache_bytes = memory / 4;
@@ -263,6 +265,8 @@ async fn serve(args: ServeArgs, keys: ApiKeys) -> Result<()> {
         metrics = %running.metrics_addr.map_or("rest".to_string(), |a| a.to_string()),
         warm_up_ms = warm.as_secs_f64() * 1e3,
         startup_ms,
+        device = %device,
+        copies_per_device = args.num_copies_per_device.max(1),
         api_keys = keys.enabled(),
         "ready"
     );

@@ -110,6 +110,23 @@ impl MaskSource for RowRng {
         let scale = 1.0 / (1.0 - p);
         // Keep when a uniform 32-bit draw is at or above p * 2^32.
         let threshold = (p as f64 * 4_294_967_296.0) as u64;
+        if !device.is_cpu() {
+            // On a GPU the same draws cross the bus as 0/1 bytes (a quarter of
+            // f32's) and are scaled there: the mask is bit for bit the CPU's.
+            let mut keep = vec![0u8; rows * per_row];
+            keep.par_chunks_mut(per_row.max(1))
+                .zip(self.rows.par_iter_mut())
+                .for_each(|(out, rng)| {
+                    for pair in out.chunks_mut(2) {
+                        let bits = rng.next_u64();
+                        for (x, half) in pair.iter_mut().zip([bits & 0xFFFF_FFFF, bits >> 32]) {
+                            *x = u8::from(half >= threshold);
+                        }
+                    }
+                });
+            let m = Tensor::from_vec(keep, shape, device)?.to_dtype(DType::F32)?;
+            return Ok(Some(m.affine(f64::from(scale), 0.0)?));
+        }
         let mut data = vec![0f32; rows * per_row];
         // Rows are independent streams: fill them in parallel.
         data.par_chunks_mut(per_row.max(1))

@@ -84,11 +84,18 @@ pub enum ModelError {
     Candle(#[from] candle_core::Error),
 }
 
-/// Parses `cpu` or `cuda[:N]`.
+/// Parses `cpu` or `cuda[:N]` and opens the device. One device per
+/// process: a list (`cuda:0,cuda:1`) is refused with what to do instead.
 pub fn parse_device(spec: &str) -> Result<Device, ModelError> {
     let spec = spec.trim().to_ascii_lowercase();
     if spec == "cpu" {
         return Ok(Device::Cpu);
+    }
+    if spec.contains(',') {
+        return Err(ModelError::Device(format!(
+            "{spec:?}: one device per process; run one glurpc per GPU, each with \
+             --device cuda:N (NUM_COPIES_PER_DEVICE sets the model threads on it)"
+        )));
     }
     let Some(rest) = spec.strip_prefix("cuda") else {
         return Err(ModelError::Device(format!(
@@ -104,11 +111,83 @@ pub fn parse_device(spec: &str) -> Result<Device, ModelError> {
     };
     if !candle_core::utils::cuda_is_available() {
         return Err(ModelError::Device(
-            "this build has no CUDA support; rebuild with `cargo build --release --features cuda`"
-                .into(),
+            "this build has no CUDA support; build it with tools/cuda-build (docs/gpu.md)".into(),
         ));
     }
-    Device::new_cuda(ordinal).map_err(|e| ModelError::Device(format!("cuda:{ordinal}: {e}")))
+    open_cuda(ordinal)
+}
+
+/// Opens CUDA device `ordinal`. A build from tools/cuda-build loads the
+/// driver and CUDA's libraries at first use, and cudarc panics when one is
+/// missing: that panic becomes an error naming the library. The panic hook is
+/// silenced meanwhile (a panic elsewhere in those microseconds would go
+/// unprinted; devices are opened at start-up).
+fn open_cuda(ordinal: usize) -> Result<Device, ModelError> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(|| Device::new_cuda(ordinal));
+    std::panic::set_hook(hook);
+    let why = match opened {
+        Ok(Ok(d)) => return Ok(d),
+        Ok(Err(e)) => e.to_string(),
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the CUDA libraries could not be loaded".into());
+            missing_library(&msg).unwrap_or(msg)
+        }
+    };
+    Err(ModelError::Device(format!("cuda:{ordinal}: {why}")))
+}
+
+/// cudarc's "Unable to dynamically load the \"NAME\" shared library" as one
+/// line saying what to install or put on the library path.
+fn missing_library(panic: &str) -> Option<String> {
+    let name = panic
+        .strip_prefix("Unable to dynamically load the \"")?
+        .split('"')
+        .next()?;
+    Some(if name == "cuda" {
+        "no NVIDIA driver here: libcuda.so could not be loaded (no GPU on this machine, or the \
+         driver's folder is not on LD_LIBRARY_PATH)"
+            .into()
+    } else {
+        format!(
+            "lib{name}.so (CUDA 13) could not be loaded: add its folder to LD_LIBRARY_PATH \
+             (PyTorch's wheels carry it in site-packages/nvidia/cu13/lib; docs/gpu.md)"
+        )
+    })
+}
+
+/// The device as `--device` names it: `cpu` or `cuda:N`.
+pub fn device_name(device: &Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".into(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
+/// What the device is, for `model info` and logs: `cpu`, or `cuda:N` with
+/// the GPU's name, compute capability and memory when the driver says.
+pub fn describe_device(device: &Device) -> String {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(d) = device {
+        let ctx = d.cuda_stream().context().clone();
+        let name = ctx.name().unwrap_or_else(|_| "?".into());
+        let cc = ctx
+            .compute_capability()
+            .map(|(a, b)| format!("{a}.{b}"))
+            .unwrap_or_else(|_| "?".into());
+        let mem = ctx
+            .total_mem()
+            .map(|b| format!("{:.0} GiB", b as f64 / (1u64 << 30) as f64))
+            .unwrap_or_else(|_| "?".into());
+        return format!("{} ({name}, compute {cc}, {mem})", device_name(device));
+    }
+    device_name(device)
 }
 
 /// Reads the config beside the weights, or the reference default without one.
@@ -238,7 +317,7 @@ mod tests {
     fn devices_parse_or_say_why_not() {
         assert!(matches!(parse_device("cpu"), Ok(Device::Cpu)));
         assert!(matches!(parse_device(" CPU "), Ok(Device::Cpu)));
-        for bad in ["gpu", "cuda:x", "cudaa", "metal"] {
+        for bad in ["gpu", "cuda:x", "cudaa", "metal", "cuda:0,cuda:1"] {
             assert!(
                 matches!(parse_device(bad), Err(ModelError::Device(_))),
                 "{bad}"
@@ -246,7 +325,12 @@ mod tests {
         }
         if !candle_core::utils::cuda_is_available() {
             let err = parse_device("cuda:0").unwrap_err().to_string();
-            assert!(err.contains("--features cuda"), "{err}");
+            assert!(err.contains("tools/cuda-build"), "{err}");
         }
+        let err = parse_device("cuda:0,cuda:1").unwrap_err().to_string();
+        assert!(err.contains("one device per process"), "{err}");
+        assert_eq!(device_name(&Device::Cpu), "cpu");
+        let msg = "Unable to dynamically load the \"cublas\" shared library - searched for library names: [..]";
+        assert!(missing_library(msg).unwrap().contains("libcublas.so"));
     }
 }
