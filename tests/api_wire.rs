@@ -472,3 +472,43 @@ async fn admin_keys_guard_flush_save_load_and_deleting_others_uploads() {
     );
     s.stop().await;
 }
+
+/// Starlette reads the `file` part of a form whatever the other parts'
+/// names hold; `multer` refused the whole form when one held a control
+/// character or invalid UTF-8 (schemathesis found it), answering 422.
+#[tokio::test]
+async fn a_form_whose_other_parts_have_odd_names_still_gives_its_file() {
+    let s = TestServer::start(Setup::small()).await;
+    let export = std::fs::read(common::data_dir().join("real/dexcom_us_14d.csv")).unwrap();
+    let part = |name: &[u8], filename: &str, content: &[u8]| {
+        let mut p = b"--B\r\nContent-Disposition: form-data; name=\"".to_vec();
+        p.extend_from_slice(name);
+        p.extend_from_slice(format!("\"{filename}\r\n\r\n").as_bytes());
+        p.extend_from_slice(content);
+        p.extend_from_slice(b"\r\n");
+        p
+    };
+    let mut body = part("\u{23e}".as_bytes(), "", b"{}");
+    body.extend(part(b"\xc2\xb8\xf1\x80\x90\x8dH\x1ew", "", b"4229"));
+    body.extend(part(b"", "", b"3.1e+132"));
+    body.extend(part(b"file", "; filename=\"export.csv\"", &export));
+    body.extend_from_slice(b"--B--\r\n");
+    let r = s
+        .http
+        .post(s.url("/convert_to_unified"))
+        .header("content-type", "multipart/form-data; boundary=B")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], Value::Null, "{v}");
+    let csv = v["csv_content"].as_str().unwrap();
+    assert!(
+        csv.starts_with("sequence_id,") && csv.lines().count() > 3000,
+        "{}",
+        &csv[..200]
+    );
+    s.stop().await;
+}

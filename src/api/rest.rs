@@ -41,13 +41,9 @@ impl RestApi {
     #[oai(path = "/convert_to_unified", method = "post")]
     async fn convert_to_unified(
         &self,
-        form: ConvertForm,
+        form: UploadForm,
     ) -> Result<OrderedJson<ConvertResponse>, ErrorResponse> {
-        let bytes = form
-            .file
-            .into_vec()
-            .await
-            .map_err(|e| ApiError::Invalid(format!("cannot read the uploaded file: {e}")))?;
+        let bytes = form.0;
         match self.svc.convert(bytes).await {
             Ok(p) => Ok(OrderedJson(ConvertResponse {
                 csv_content: Some(p.csv),
@@ -116,10 +112,10 @@ impl RestApi {
         /// Glucose unit of a PNG or SVG chart: `mg/dL` or `mmol/L` (also
         /// `mgdl`, `mmol`, any case). Default: the export's own unit. JSON
         /// formats are always in mg/dL.
-        units: Query<Option<String>>,
+        units: Query<Option<UnitsParam>>,
     ) -> Result<PlotBody, ErrorResponse> {
         let format = negotiate(format.0, accept(req), PlotFormat::Plotly);
-        let spec = PlotSpec::new(format, parse_units(units.0.as_deref())?);
+        let spec = PlotSpec::new(format, parse_units(units.0.as_ref().map(|u| u.0.as_str()))?);
         let body = body.0;
         let plot = self
             .svc
@@ -182,10 +178,10 @@ impl RestApi {
         /// Glucose unit of a PNG or SVG chart: `mg/dL` or `mmol/L` (also
         /// `mgdl`, `mmol`, any case). Default: the export's own unit. JSON
         /// formats are always in mg/dL.
-        units: Query<Option<String>>,
+        units: Query<Option<UnitsParam>>,
     ) -> Result<PlotBody, ErrorResponse> {
         let format = negotiate(format.0, accept(req), PlotFormat::Json);
-        let spec = PlotSpec::new(format, parse_units(units.0.as_deref())?);
+        let spec = PlotSpec::new(format, parse_units(units.0.as_ref().map(|u| u.0.as_str()))?);
         let body = body.0;
         let source = match (body.csv_base64, body.handle) {
             (Some(b64), None) => Source::Upload(b64),
@@ -213,14 +209,14 @@ impl RestApi {
         &self,
         key: ApiKeyHeader,
         /// The action.
-        action: Query<String>,
+        action: Query<ActionParam>,
         /// The handle, for `delete` and `load`.
         handle: Query<Option<String>>,
     ) -> Result<OrderedJson<CacheManagementResponse>, ErrorResponse> {
         let caller = self.svc.caller(key.key());
         let report = self
             .svc
-            .cache(&caller, &action.0, handle.0.as_deref())
+            .cache(&caller, &action.0.0, handle.0.as_deref())
             .await?;
         Ok(OrderedJson(report.into()))
     }

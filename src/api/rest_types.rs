@@ -4,9 +4,14 @@
 //! `/quick_plot`'s object around one). Request bodies are read as FastAPI
 //! and pydantic read them ([`lax`]).
 
+mod form;
 pub mod lax;
+pub mod lax_schema;
+mod params;
 mod security;
 
+pub use form::UploadForm;
+pub use params::{ActionParam, UnitsParam};
 pub use security::{API_KEY_SCHEME, ApiKeyHeader};
 
 use bytes::Bytes;

@@ -11,12 +11,13 @@
 
 use poem::http::StatusCode;
 use poem::{Request, RequestBody, Response};
-use poem_openapi::registry::{MetaMediaType, MetaRequest, Registry};
+use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchema, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::lax_schema::{exactly_one_of, lax_bool_schema, lax_int_le0_schema, replace_property};
 use super::{ForecastRequest, PlotRequest, ProcessRequest};
 
 /// Characters of a string echoed back in `input`.
@@ -227,12 +228,15 @@ fn float_as_int(f: f64) -> Result<i128, Refusal> {
 
 /// An `int` field in lax mode: integers, booleans, integral floats and
 /// integer strings.
-fn lax_int(v: &Value) -> Result<i128, Refusal> {
+pub(super) fn lax_int(v: &Value) -> Result<i128, Refusal> {
     match v {
         Value::Bool(b) => Ok(i128::from(*b)),
         Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
             (Some(i), _, _) => Ok(i128::from(i)),
             (None, Some(u), _) => Ok(i128::from(u)),
+            // Below -2^63 a JSON integer arrives as a float: pydantic reads
+            // an integer literal of any size, so read it (saturated) too.
+            (None, None, Some(f)) if f <= i64::MIN as f64 && f.fract() == 0.0 => Ok(f as i128),
             (None, None, Some(f)) => float_as_int(f),
             _ => Err(refusal("int_type", INT_TYPE)),
         },
@@ -244,7 +248,7 @@ fn lax_int(v: &Value) -> Result<i128, Refusal> {
 /// A `bool` field in lax mode: booleans, 0 and 1 (also 0.0 and 1.0), and
 /// the strings `0`, `1` and (any case) `f`, `n`, `no`, `off`, `false`, `t`,
 /// `y`, `on`, `yes`, `true`.
-fn lax_bool(v: &Value) -> Result<bool, Refusal> {
+pub(super) fn lax_bool(v: &Value) -> Result<bool, Refusal> {
     let int = |i: i128| match i {
         0 => Ok(false),
         1 => Ok(true),
@@ -398,6 +402,10 @@ impl Fields {
 pub trait FromBody: Sized {
     /// The value of `body` (parsed JSON), or every issue found.
     fn from_body(body: Value) -> Result<Self, Vec<Issue>>;
+
+    /// Makes the registered object schema say what [`FromBody::from_body`]
+    /// accepts ([`lax_schema`](super::lax_schema)).
+    fn document(schema: &mut MetaSchema);
 }
 
 impl FromBody for ProcessRequest {
@@ -410,6 +418,10 @@ impl FromBody for ProcessRequest {
             force_calculate,
         });
         f.done(value)
+    }
+
+    fn document(schema: &mut MetaSchema) {
+        replace_property(schema, "force_calculate", |d| lax_bool_schema(d, false));
     }
 }
 
@@ -426,6 +438,11 @@ impl FromBody for PlotRequest {
         });
         f.done(value)
     }
+
+    fn document(schema: &mut MetaSchema) {
+        replace_property(schema, "index", lax_int_le0_schema);
+        replace_property(schema, "force_calculate", |d| lax_bool_schema(d, false));
+    }
 }
 
 impl FromBody for ForecastRequest {
@@ -439,6 +456,12 @@ impl FromBody for ForecastRequest {
             handle,
             force_calculate,
         }))
+    }
+
+    /// The handler also needs exactly one of `csv_base64` and `handle`.
+    fn document(schema: &mut MetaSchema) {
+        replace_property(schema, "force_calculate", |d| lax_bool_schema(d, false));
+        schema.one_of = exactly_one_of(&["csv_base64", "handle"]);
     }
 }
 
@@ -526,6 +549,9 @@ impl<'a, T: FromBody + Type> ApiExtractor<'a> for LaxJson<T> {
 
     fn register(registry: &mut Registry) {
         T::register(registry);
+        if let Some(schema) = registry.schemas.get_mut(&*T::name()) {
+            T::document(schema);
+        }
     }
 
     fn request_meta() -> Option<MetaRequest> {
