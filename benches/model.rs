@@ -4,7 +4,9 @@
 //! rows), and the same 320 rows in glurpc's default mode (running statistics,
 //! 64 rows per pass), one window's 10 MC samples (the inference behind a cold
 //! `/quick_plot`), and the encoder's feed-forward product alone (1440 x 512 x
-//! 1024) on the packed-weight kernel and on matrixmultiply.
+//! 1024) on each packed-weight kernel this CPU runs (AVX-512F, AVX2) and on
+//! matrixmultiply. The model groups run on the process's kernel
+//! (`GLURPC_GEMM=avx512|avx2|portable` forces one).
 //! `tools/bench_torch_forward.py` times PyTorch on the same work and thread
 //! count.
 
@@ -81,10 +83,12 @@ fn linear_bench(c: &mut Criterion) {
     let (a, b, bias) = (u(m * k), u(k * n), u(n));
     let mut g = c.benchmark_group("linear_1440x512x1024");
     g.sample_size(20);
-    if let Some(w) = glurpc_gemm::PackedWeights::pack(&b, k, n) {
-        g.bench_function("packed_avx2", |bch| {
-            bch.iter(|| glurpc_gemm::linear(std::hint::black_box(&a), m, &w, &bias))
-        });
+    for kernel in glurpc_gemm::Kernel::ALL {
+        if let Some(w) = glurpc_gemm::PackedWeights::pack_for(kernel, &b, k, n) {
+            g.bench_function(format!("packed_{kernel}"), |bch| {
+                bch.iter(|| glurpc_gemm::linear(std::hint::black_box(&a), m, &w, &bias))
+            });
+        }
     }
     g.bench_function("matrixmultiply", |bch| {
         bch.iter(|| glurpc::model::kernels::linear(std::hint::black_box(&a), m, k, &b, n, &bias))

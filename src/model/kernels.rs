@@ -1,8 +1,10 @@
 //! CPU kernels for the hot paths. candle's CPU matmul (gemm 0.19) runs at
 //! about half of PyTorch's speed on this class of machine, so on the CPU the
-//! linear maps use the packed-weight AVX2 kernel of `crates/glurpc-gemm`
-//! (weights packed once at load; see `layers::Linear`) or, on CPUs without
-//! AVX2 + FMA, `matrixmultiply` ([`linear`], its own threads); attention is
+//! linear maps use the packed-weight kernel of `crates/glurpc-gemm` (AVX-512F
+//! or AVX2/FMA, the widest the CPU has unless `GLURPC_GEMM` forces one;
+//! weights packed once at load; see `layers::Linear`) or, on CPUs without
+//! either (or with `GLURPC_GEMM=portable`), `matrixmultiply` ([`linear`], its
+//! own threads); attention is
 //! one fused pass per (batch, head): scores, mask, scale, softmax, dropout
 //! and the weighted sum, reading the heads in place. Other devices use
 //! candle's own ops.

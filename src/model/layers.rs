@@ -101,9 +101,10 @@ pub(crate) fn dropout(
     }
 }
 
-/// `y = x Wᵀ + b` over the last axis. On a CPU with AVX2 + FMA (fast ops)
-/// Wᵀ is held only as packed panels for the `glurpc-gemm` kernel; otherwise
-/// as a contiguous tensor.
+/// `y = x Wᵀ + b` over the last axis. On a CPU with AVX-512F or AVX2 + FMA
+/// (fast ops) Wᵀ is held only as packed panels for the `glurpc-gemm` kernel
+/// (`GLURPC_GEMM` may force one, or the portable path); otherwise as a
+/// contiguous tensor.
 #[derive(Debug, Clone)]
 pub struct Linear {
     w_t: Option<Tensor>,
@@ -127,6 +128,9 @@ impl Linear {
     fn from_parts(w_t: Tensor, b: Tensor, ops: Ops) -> Result<Self, ModelError> {
         let fused = ops == Ops::Fast;
         let packed = if fused && kernels::on_cpu(w_t.device()) {
+            // A GLURPC_GEMM naming a kernel this CPU lacks (or no kernel)
+            // refuses the model rather than falling back unannounced.
+            glurpc_gemm::selected().map_err(|e| ModelError::Device(e.to_string()))?;
             let (k, n) = w_t.dims2()?;
             kernels::with_slice(&w_t, |w| Ok(PackedWeights::pack(w, k, n)))?
         } else {
