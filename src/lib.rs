@@ -12,6 +12,8 @@ pub mod formats;
 pub mod model;
 pub mod pipeline;
 pub mod plot;
+#[cfg(feature = "otlp")]
+pub mod telemetry;
 pub mod train;
 
 pub mod proto {

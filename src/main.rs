@@ -8,6 +8,9 @@ use std::io::IsTerminal;
 
 use clap::Parser;
 use glurpc::cli::exit;
+#[cfg(feature = "otlp")]
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// True when `GLURPC_LOG_JSON` is `true`, `1` or `yes` (any case).
 fn json_logs() -> bool {
@@ -19,6 +22,20 @@ fn json_logs() -> bool {
 /// (<https://no-color.org>: `NO_COLOR` set and not empty).
 fn colour() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The trace export `glurpc serve --otlp-endpoint` asks for, if it does.
+#[cfg(feature = "otlp")]
+fn otlp(cli: &glurpc::cli::Cli) -> anyhow::Result<Option<glurpc::telemetry::Telemetry>> {
+    match &cli.command {
+        glurpc::cli::Command::Serve(args) => args
+            .otlp_endpoint
+            .as_deref()
+            .filter(|e| !e.trim().is_empty())
+            .map(|e| glurpc::telemetry::Telemetry::start(e, &args.otlp_service_name))
+            .transpose(),
+        _ => Ok(None),
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,17 +64,33 @@ fn main() -> std::process::ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GLURPC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let json = json_logs();
+    // Kept to the end of `main`: dropping it sends the last batch of spans.
+    #[cfg(feature = "otlp")]
+    let telemetry = match otlp(&cli) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {}", exit::message(&e));
+            return std::process::ExitCode::from(exit::USAGE);
+        }
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     if json {
-        logs.json()
+        let logs = logs
+            .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .init();
+            .finish();
+        #[cfg(feature = "otlp")]
+        let logs = logs.with(telemetry.as_ref().map(|t| t.layer()));
+        logs.init();
     } else {
-        logs.with_ansi(colour()).init();
+        let logs = logs.with_ansi(colour()).finish();
+        #[cfg(feature = "otlp")]
+        let logs = logs.with(telemetry.as_ref().map(|t| t.layer()));
+        logs.init();
     }
     match glurpc::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

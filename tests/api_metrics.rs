@@ -38,14 +38,13 @@ fn parse(text: &str) -> Scrape {
 }
 
 async fn scrape(s: &TestServer) -> String {
-    s.http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    let r = s.http.get(s.url("/metrics")).send().await.unwrap();
+    let kind = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok());
+    assert_eq!(kind, Some(glurpc::api::metrics::CONTENT_TYPE));
+    r.text().await.unwrap()
 }
 
 /// The `glurpc_requests_total` sample of `endpoint` and `status`, if any.

@@ -96,3 +96,37 @@ fn a_closed_pipe_ends_quietly() {
     assert!(status.success(), "{status:?}: {err}");
     assert!(err.is_empty(), "{err}");
 }
+
+/// `--otlp-endpoint` on a build without the `otlp` feature is refused as
+/// unavailable, naming the feature; with it, an endpoint that is not an
+/// http(s) URL is a usage error.
+#[test]
+fn an_otlp_endpoint_needs_the_feature_and_a_url() {
+    let serve = |endpoint: &str| {
+        glurpc()
+            .args([
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--grpc-port",
+                "0",
+                "--rest-port",
+                "0",
+            ])
+            .arg("--model")
+            .arg(common::data_dir().join("model/small"))
+            .args(["--otlp-endpoint", endpoint])
+            .output()
+            .unwrap()
+    };
+    if cfg!(feature = "otlp") {
+        let out = serve("collector:4318");
+        assert_eq!(out.status.code(), Some(64));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("http:// or https://"));
+    } else {
+        let out = serve("http://127.0.0.1:4318");
+        assert_eq!(out.status.code(), Some(69));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("`otlp` feature"), "{err}");
+    }
+}

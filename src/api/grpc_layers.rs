@@ -231,6 +231,8 @@ where
         let id = request_id(req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()));
         let id_header = HeaderValue::from_str(&id).ok();
         let span = tracing::info_span!("grpc", id = %id, method);
+        #[cfg(feature = "otlp")]
+        crate::telemetry::parent_from(&span, req.headers());
         let id: std::sync::Arc<str> = id.into();
         let mut rec = Recorder {
             svc: self.svc.clone(),

@@ -80,6 +80,9 @@ pub enum ServeError {
     /// A server failed while running.
     #[error("{0} server failed: {1}")]
     Server(&'static str, String),
+    /// A setting this build cannot serve (a cargo feature left out).
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 /// The running servers.

@@ -241,8 +241,8 @@ impl RestApi {
 
     /// Prometheus metrics (text exposition format). Public.
     #[oai(path = "/metrics", method = "get")]
-    async fn metrics(&self) -> PlainText<String> {
-        PlainText(self.svc.metrics_text())
+    async fn metrics(&self) -> MetricsText {
+        MetricsText::Ok(PlainText(self.svc.metrics_text()))
     }
 }
 

@@ -365,6 +365,8 @@ impl<E: Endpoint> Endpoint for FrontlineEndpoint<E> {
         let endpoint = label(req.uri().path());
         let method = req.method().clone();
         let span = tracing::info_span!("http", id = %id, method = %method, path = endpoint);
+        #[cfg(feature = "otlp")]
+        crate::telemetry::parent_from(&span, req.headers());
         let mut resp = CURRENT_REQUEST
             .scope(Arc::from(id.as_str()), self.guarded(req).instrument(span))
             .await;

@@ -557,3 +557,15 @@ impl<T: Serialize + Type + Send> ApiResponse for OrderedJson<T> {
         T::register(registry);
     }
 }
+
+/// `GET /metrics`: Prometheus's text exposition, with the content type
+/// Prometheus asks for (the metrics port sends the same, [`super::metrics::CONTENT_TYPE`]).
+#[derive(ApiResponse)]
+pub enum MetricsText {
+    /// The metrics.
+    #[oai(
+        status = 200,
+        content_type = "text/plain; version=0.0.4; charset=utf-8"
+    )]
+    Ok(poem_openapi::payload::PlainText<String>),
+}

@@ -9,7 +9,7 @@
 //! | 64 | usage: unknown option, bad value (clap's own message) |
 //! | 65 | the input was refused: not a CGM export, too short, implausible, too large; model files that do not fit together |
 //! | 66 | an input that does not exist: a file, a model folder, a Hub model missing from the offline cache |
-//! | 69 | unavailable: a port already in use, the Hugging Face Hub unreachable, a `--device` that cannot be used (no CUDA in this build, no GPU or driver) |
+//! | 69 | unavailable: a port already in use, the Hugging Face Hub unreachable, a `--device` that cannot be used (no CUDA in this build, no GPU or driver), `--otlp-endpoint` without the `otlp` feature |
 //! | 74 | I/O: a file that cannot be read or written |
 
 use std::io;
@@ -70,7 +70,7 @@ pub fn code(e: &anyhow::Error) -> u8 {
         }
         if let Some(e) = c.downcast_ref::<ServeError>() {
             return match e {
-                ServeError::Bind { .. } => UNAVAILABLE,
+                ServeError::Bind { .. } | ServeError::Unsupported(_) => UNAVAILABLE,
                 _ => OTHER,
             };
         }

@@ -139,6 +139,14 @@ pub struct ServeArgs {
     /// `--host`); 0 picks a free one. Unset: `/metrics` is on the REST port.
     #[arg(long, env = "GLURPC_METRICS_PORT")]
     pub metrics_port: Option<u16>,
+    /// Export traces to this OpenTelemetry collector over OTLP/HTTP
+    /// (`http://collector:4318`; `/v1/traces` is added to a bare host). Needs
+    /// a build with the `otlp` feature. Off when unset.
+    #[arg(long, env = "GLURPC_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` the exported traces carry.
+    #[arg(long, env = "GLURPC_OTLP_SERVICE_NAME", default_value = "glurpc")]
+    pub otlp_service_name: String,
 }
 
 /// True when `GLURPC_LOG_JSON` asks for JSON log lines (the reference's
@@ -159,6 +167,17 @@ fn seconds(name: &str, s: f64) -> Result<Duration> {
 
 /// Runs `glurpc serve` until a signal.
 pub fn run(args: ServeArgs) -> Result<()> {
+    // With the feature, `main` starts the export before logging is set up.
+    let otlp_asked = args
+        .otlp_endpoint
+        .as_deref()
+        .is_some_and(|e| !e.trim().is_empty());
+    if !cfg!(feature = "otlp") && otlp_asked {
+        return Err(anyhow::Error::new(api::ServeError::Unsupported(
+            "--otlp-endpoint needs a glurpc built with the `otlp` feature \
+             (cargo build --release --features otlp)",
+        )));
+    }
     if args.minimum_duration_minutes < 540 {
         bail!("MINIMUM_DURATION_MINUTES must be at least 540");
     }
