@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod bridge;
 pub mod cache;
 pub mod cli;
 pub mod engine;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use glurpc::engine::forecast::{model_window, to_mgdl, window_seed};
+use glurpc::bridge::{model_window, to_mgdl, window_seed};
 use glurpc::engine::scheduler::PRIORITY_PROCESS;
 use glurpc::engine::{
     Engine, EngineConfig, EngineError, ProcessOptions, Target, WindowKey, WindowKind,

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use candle_core::Device;
-use glurpc::engine::forecast::{model_window, to_mgdl, window_seed};
+use glurpc::bridge::{model_window, to_mgdl, window_seed};
 use glurpc::formats::{self, ParseOptions};
 use glurpc::model::{self, Mode, PredictOptions};
 use glurpc::pipeline::{self, WindowConfig};

@@ -254,7 +254,7 @@ fn time_forward(a: &TimeArgs) -> Result<()> {
             max_rows: windows.len(),
         }
     } else {
-        crate::engine::worker::predict_options(a.samples, windows.len())
+        crate::bridge::predict_options(a.samples, windows.len())
     };
     let mut times = Vec::new();
     for run in 0..a.runs.max(1) + a.warmup {

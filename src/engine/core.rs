@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::thread::JoinHandle;
 
 use crate::cache::{DiskStore, MemoryCache};
 use crate::formats::Parsed;
@@ -17,14 +16,15 @@ use crate::plot::{Origin, PlotFormat};
 use super::admission::{Admission, ParseBudget, parse_within};
 pub use super::config::EngineConfig;
 use super::error::EngineError;
-use super::forecast::{Target, WindowForecast, WindowKey};
+use super::forecast::{JobKey, Target, WindowForecast, WindowKey};
 use super::persist::{Fingerprint, Writer};
 use super::plots::{PlotBytes, PlotKey, PlotSpec};
-use super::scheduler::{PRIORITY_INTERACTIVE, PRIORITY_PREFETCH, Scheduler};
+use super::scheduler::{PRIORITY_INTERACTIVE, PRIORITY_PREFETCH};
+use super::state::{Disk, Inner, Jobs};
 use super::stats::{HealthSnapshot, Stats};
-use super::store::JobKey;
 use super::upload::{Upload, WindowKind};
-use super::worker::model_worker;
+use super::worker::{Forecaster, WorkerSettings, model_worker};
+use crate::bridge::predict_options;
 
 /// What `process` reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,37 +50,6 @@ pub struct ProcessOptions {
     pub queue_windows: bool,
 }
 
-pub(crate) type Jobs = Scheduler<JobKey, Arc<WindowForecast>, EngineError>;
-
-/// The disk side of the cache.
-pub(crate) struct Disk {
-    pub(crate) store: DiskStore,
-    pub(crate) writer: Writer,
-    pub(crate) fp: Fingerprint,
-    pub(crate) tag: String,
-}
-
-pub(crate) struct Inner {
-    pub(crate) cfg: EngineConfig,
-    pub(crate) model: Arc<Gluformer>,
-    pub(crate) uploads: MemoryCache<(String, WindowKind), Upload>,
-    pub(crate) forecasts: MemoryCache<WindowKey, WindowForecast>,
-    pub(crate) plots: MemoryCache<PlotKey, PlotBytes>,
-    pub(crate) jobs: Jobs,
-    pub(crate) stats: Stats,
-    pub(crate) versions: AtomicU64,
-    pub(crate) disk: Option<Disk>,
-    /// The handle count and when it was taken (the disk is listed at most
-    /// once a second for `/health`).
-    pub(crate) handle_count: std::sync::Mutex<Option<(std::time::Instant, usize)>>,
-    /// SHA-256 of raw upload bytes to their handle: a repeated upload is
-    /// not parsed again while its prepared windows are kept.
-    pub(crate) raw_handles: dashmap::DashMap<[u8; 32], String>,
-    /// What the uploads being parsed at once may cost.
-    pub(crate) parse_budget: ParseBudget,
-    workers: std::sync::Mutex<Vec<JoinHandle<()>>>,
-}
-
 /// Raw-upload digests remembered before the map is cleared.
 const RAW_HANDLES: usize = 100_000;
 
@@ -104,8 +73,20 @@ pub struct Engine {
 
 impl Engine {
     /// Starts the engine: opens the disk cache (when configured) and starts
-    /// the model worker thread.
+    /// the model worker threads.
     pub fn start(model: Gluformer, cfg: EngineConfig) -> Result<Engine, EngineError> {
+        let model = Arc::new(model);
+        Engine::start_with(model.clone(), model, cfg)
+    }
+
+    /// [`Engine::start`] with the model threads computing through
+    /// `forecaster` (a stand-in in tests); `model` still describes the
+    /// model (`/info`, warm-up, record sizes).
+    pub fn start_with(
+        model: Arc<Gluformer>,
+        forecaster: Arc<dyn Forecaster>,
+        cfg: EngineConfig,
+    ) -> Result<Engine, EngineError> {
         let disk = match &cfg.cache_dir {
             None => None,
             Some(dir) => {
@@ -134,7 +115,8 @@ impl Engine {
             uploads: MemoryCache::new(cfg.upload_cache_bytes),
             stats: Stats::default(),
             versions: AtomicU64::new(1),
-            model: Arc::new(model),
+            model,
+            forecaster,
             workers: std::sync::Mutex::new(Vec::new()),
             disk,
             handle_count: std::sync::Mutex::new(None),
@@ -148,7 +130,22 @@ impl Engine {
             let worker_inner = inner.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("glurpc-model-{i}"))
-                .spawn(move || model_worker(&worker_inner))
+                .spawn(move || {
+                    let cfg = &worker_inner.cfg;
+                    let opts = predict_options(cfg.samples, cfg.batch_size);
+                    // One forward pass per batch, so that interactive work
+                    // waits at most one pass behind background work: as many
+                    // windows as fit in `max_rows` rows (all samples of a
+                    // window in the same pass), at most BATCH_SIZE.
+                    let take = (opts.max_rows / cfg.samples.max(1)).clamp(1, cfg.batch_size.max(1));
+                    let settings = WorkerSettings {
+                        opts,
+                        take,
+                        seed: cfg.seed,
+                    };
+                    let inner = &*worker_inner;
+                    model_worker(&inner.jobs, &*inner.forecaster, &settings, inner);
+                })
                 .map_err(|e| {
                     inner.jobs.close(EngineError::ShuttingDown);
                     EngineError::Internal(format!("could not start a model thread: {e}"))
@@ -182,8 +179,7 @@ impl Engine {
             future_covariates: vec![0.5; c.len_pred * c.num_dynamic_features],
             seed: 0,
         };
-        let opts =
-            super::worker::predict_options(self.inner.cfg.samples, self.inner.cfg.batch_size);
+        let opts = predict_options(self.inner.cfg.samples, self.inner.cfg.batch_size);
         let t = std::time::Instant::now();
         self.inner
             .model

@@ -1,16 +1,13 @@
 //! Window forecasts: which window of an upload ([`WindowKey`]), its forecast
-//! in scaled units ([`WindowForecast`]), the seed of its dropout streams, the
-//! flattening of its inputs for the model, and the scaler's inverse that
-//! turns forecasts back into mg/dL.
+//! in scaled units ([`WindowForecast`]), and the job that computes it for one
+//! upload version ([`JobKey`]).
 
-use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use crate::cache::Weigh;
-use crate::model::ModelWindow;
-use crate::model::dropout::splitmix64;
-use crate::pipeline::dataset::{MinMax, WindowInputs};
 
-use super::upload::WindowKind;
+use super::upload::{Upload, WindowKind};
 
 /// Which window of a dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,29 +51,34 @@ impl Weigh for WindowForecast {
     }
 }
 
-/// The dropout seed of a window: the same upload (handle), window time and
-/// global seed always give the same samples.
-pub fn window_seed(handle: &str, last_input_time: i64, seed: u64) -> u64 {
-    let digest = Sha256::digest(handle.as_bytes());
-    let mut h = [0u8; 8];
-    h.copy_from_slice(&digest[..8]);
-    splitmix64(u64::from_le_bytes(h) ^ splitmix64(last_input_time as u64) ^ seed)
+/// A queued forecast job: the window, and the upload version it is for
+/// (the job holds the upload, so it runs even if the cache drops it).
+#[derive(Debug, Clone)]
+pub struct JobKey {
+    /// The window.
+    pub window: WindowKey,
+    /// The upload it is computed from.
+    pub upload: Arc<Upload>,
 }
 
-/// The model's view of a pipeline window.
-pub fn model_window(w: &WindowInputs, seed: u64) -> ModelWindow {
-    ModelWindow {
-        static_features: w.static_covariates.to_vec(),
-        past: w.past_target.clone(),
-        past_covariates: w.past_covariates.iter().flatten().copied().collect(),
-        future_covariates: w.future_covariates.iter().flatten().copied().collect(),
-        seed,
+impl JobKey {
+    /// The job of `window` in `upload`.
+    pub fn new(window: WindowKey, upload: Arc<Upload>) -> JobKey {
+        JobKey { window, upload }
     }
 }
 
-/// Scaled target values to mg/dL: `(x - min) / scale` in f64, as gluRPC's
-/// `calculate_plot_data` does.
-pub fn to_mgdl(scaler: &MinMax, scaled: &[f32]) -> Vec<f64> {
-    let (min, scale) = (scaler.min[0] as f64, scaler.scale[0] as f64);
-    scaled.iter().map(|x| (*x as f64 - min) / scale).collect()
+impl PartialEq for JobKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.window == other.window && self.upload.version == other.upload.version
+    }
+}
+
+impl Eq for JobKey {}
+
+impl Hash for JobKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.window.hash(state);
+        self.upload.version.hash(state);
+    }
 }

@@ -13,6 +13,7 @@ pub mod manage;
 pub mod persist;
 pub mod plots;
 pub mod scheduler;
+mod state;
 pub mod stats;
 pub mod store;
 pub mod stream;
@@ -21,7 +22,7 @@ pub mod worker;
 
 pub use self::core::{Engine, EngineConfig, ProcessOptions, Processed};
 pub use error::EngineError;
-pub use forecast::{Target, WindowForecast, WindowKey};
+pub use forecast::{JobKey, Target, WindowForecast, WindowKey};
 pub use manage::{CacheReport, CacheStats};
 pub use plots::PlotBytes;
 pub use stats::HealthSnapshot;

@@ -7,9 +7,10 @@ use crate::cache::Weigh;
 use crate::plot::{PlotData, PlotFormat, Units};
 
 use super::error::EngineError;
-use super::forecast::{Target, WindowForecast, WindowKey, to_mgdl};
+use super::forecast::{Target, WindowForecast, WindowKey};
 use super::stats::Stats;
 use super::upload::Upload;
+use crate::bridge::to_mgdl;
 
 /// The index reported for a forward forecast (the window after index 0).
 pub const FORWARD_INDEX: i64 = 1;

@@ -2,55 +2,25 @@
 //! forecasts, rendered plots) and the disk store: finding an upload in
 //! memory, rebuilding it from the other window kind, loading it with its
 //! forecasts from disk, versions and invalidation, queueing an upload's
-//! windows, accepting or dropping a new upload, and writing uploads to disk:
-//! an accepted upload at once (its CSV, so that a crash does not lose it),
-//! then again as its forecasts complete.
+//! windows, accepting or dropping a new upload, writing uploads to disk (an
+//! accepted upload at once, its CSV, so that a crash does not lose it, then
+//! again as its forecasts complete), and the delivery of the model thread's
+//! results: cached for their upload version, handed to every waiter,
+//! written to disk and counted.
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::cache::CacheError;
 use crate::pipeline::WindowConfig;
 
-use super::core::Inner;
 use super::error::EngineError;
-use super::forecast::{Target, WindowForecast, WindowKey};
+use super::forecast::{JobKey, Target, WindowForecast, WindowKey};
 use super::persist::{self, WriteJob};
 use super::scheduler::{PRIORITY_INTERACTIVE, PRIORITY_PREFETCH, PRIORITY_PROCESS};
+use super::state::Inner;
 use super::upload::{Upload, WindowKind};
-
-/// A queued forecast job: the window, and the upload version it is for
-/// (the job holds the upload, so it runs even if the cache drops it).
-#[derive(Debug, Clone)]
-pub struct JobKey {
-    /// The window.
-    pub window: WindowKey,
-    /// The upload it is computed from.
-    pub upload: Arc<Upload>,
-}
-
-impl JobKey {
-    /// The job of `window` in `upload`.
-    pub fn new(window: WindowKey, upload: Arc<Upload>) -> JobKey {
-        JobKey { window, upload }
-    }
-}
-
-impl PartialEq for JobKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.window == other.window && self.upload.version == other.upload.version
-    }
-}
-
-impl Eq for JobKey {}
-
-impl Hash for JobKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.window.hash(state);
-        self.upload.version.hash(state);
-    }
-}
+use super::worker::Delivery;
 
 impl Inner {
     pub(crate) fn window_config(&self, kind: WindowKind) -> WindowConfig {
@@ -371,5 +341,31 @@ impl Inner {
                 self.persist(&u);
             }
         }
+    }
+}
+
+impl Delivery for Inner {
+    fn deliver(&self, job: &JobKey, result: Result<Arc<WindowForecast>, EngineError>) {
+        match &result {
+            // Only the version in memory is cached: a result for a replaced,
+            // flushed or deleted upload goes to its waiters only.
+            Ok(wf) if self.is_current(&job.upload) => {
+                self.forecasts.insert(job.window.clone(), wf.clone());
+                self.jobs.complete(job, result);
+                self.persist(&job.upload);
+                return;
+            }
+            Ok(_) | Err(EngineError::Inference(_)) => {}
+            Err(_) => self.stats.error(),
+        }
+        self.jobs.complete(job, result);
+    }
+
+    fn busy(&self, busy: bool) {
+        self.stats.set_busy(busy);
+    }
+
+    fn batch(&self, priority: u8, windows: usize, took: std::time::Duration, ok: bool) {
+        self.stats.batch(priority, windows, took, ok);
     }
 }

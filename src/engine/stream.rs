@@ -12,10 +12,10 @@ use crate::plot::PlotFormat;
 
 use super::core::Engine;
 use super::error::EngineError;
+use super::forecast::JobKey;
 use super::forecast::{Target, WindowForecast, WindowKey};
 use super::plots::PlotBytes;
 use super::scheduler::PRIORITY_PROCESS;
-use super::store::JobKey;
 use super::upload::WindowKind;
 
 /// One window of a stream.

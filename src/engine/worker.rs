@@ -1,46 +1,72 @@
-//! The model thread: takes batches of window jobs (most urgent priority
-//! first), runs them in one forward pass, caches each result for its upload
-//! version, delivers it to every waiter, and hands each upload's forecasts
-//! to the disk writer as they complete. Each batch runs in an `inference`
-//! span that follows from the spans of the requests whose windows it
-//! computes and names their request ids (`requests`).
+//! The model thread, narrow as text-embeddings-inference's backend thread:
+//! it takes batches of window jobs from the queue (most urgent priority
+//! first), turns each into the model's input, runs them through a
+//! [`Forecaster`] in one forward pass, and hands every result to a
+//! [`Delivery`]. It neither caches, persists nor counts: the engine's store
+//! does ([`super::store`]). Each batch runs in an `inference` span that
+//! follows from the spans of the requests whose windows it computes and
+//! names their request ids (`requests`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::model::{BatchNormMode, Mode, PredictOptions};
+use crate::bridge::{model_window, window_seed};
+use crate::model::{Forecast, Gluformer, ModelError, ModelWindow, PredictOptions};
 
-use super::core::Inner;
 use super::error::EngineError;
-use super::forecast::{Target, WindowForecast, model_window, window_seed};
-use super::upload::Upload;
+use super::forecast::{JobKey, Target, WindowForecast};
+use super::scheduler::Scheduler;
 
-/// The predict options of the engine's settings.
-pub fn predict_options(samples: usize, batch_size: usize) -> PredictOptions {
-    PredictOptions {
-        mode: if samples == 0 {
-            Mode::Deterministic
-        } else {
-            Mode::MonteCarlo {
-                samples,
-                batch_norm: BatchNormMode::Running,
-            }
-        },
-        batch_windows: batch_size.max(1),
-        max_rows: 64,
+/// What the model thread computes with: the Gluformer, or a stand-in in
+/// tests.
+pub trait Forecaster: Send + Sync + 'static {
+    /// Forecasts for `windows`, in order.
+    fn predict(
+        &self,
+        windows: &[ModelWindow],
+        opts: &PredictOptions,
+    ) -> Result<Forecast, ModelError>;
+}
+
+impl Forecaster for Gluformer {
+    fn predict(
+        &self,
+        windows: &[ModelWindow],
+        opts: &PredictOptions,
+    ) -> Result<Forecast, ModelError> {
+        Gluformer::predict(self, windows, opts)
     }
 }
 
-/// Runs until the scheduler closes.
-pub(crate) fn model_worker(inner: &Inner) {
-    let cfg = &inner.cfg;
-    let opts = predict_options(cfg.samples, cfg.batch_size);
-    // One forward pass per batch, so that interactive work waits at most one
-    // pass behind background work: as many windows as fit in `max_rows`
-    // rows (all samples of a window in the same pass), at most BATCH_SIZE.
-    let take = (opts.max_rows / cfg.samples.max(1)).clamp(1, cfg.batch_size.max(1));
+/// Where the model thread's results go.
+pub trait Delivery: Send + Sync {
+    /// The result of one job.
+    fn deliver(&self, job: &JobKey, result: Result<Arc<WindowForecast>, EngineError>);
+    /// The model thread starts (`true`) or ends (`false`) a forward pass.
+    fn busy(&self, busy: bool);
+    /// A forward pass of `windows` windows at `priority` took `took`.
+    fn batch(&self, priority: u8, windows: usize, took: Duration, ok: bool);
+}
+
+/// How the model thread runs.
+pub struct WorkerSettings {
+    /// Predict options (samples, batch size).
+    pub opts: PredictOptions,
+    /// Windows per forward pass at most.
+    pub take: usize,
+    /// The global dropout seed.
+    pub seed: u64,
+}
+
+/// Runs until `jobs` closes.
+pub fn model_worker(
+    jobs: &Scheduler<JobKey, Arc<WindowForecast>, EngineError>,
+    model: &dyn Forecaster,
+    settings: &WorkerSettings,
+    out: &dyn Delivery,
+) {
     loop {
-        let batch = inner.jobs.next_batch(take);
+        let batch = jobs.next_batch(settings.take);
         if batch.is_empty() {
             return;
         }
@@ -69,7 +95,7 @@ pub(crate) fn model_worker(inner: &Inner) {
         }
         let _enter = span.enter();
         let mut windows = Vec::with_capacity(batch.len());
-        let mut jobs = Vec::with_capacity(batch.len());
+        let mut keys = Vec::with_capacity(batch.len());
         for t in batch {
             let u = &t.key.upload;
             let built = match t.key.window.target {
@@ -79,58 +105,42 @@ pub(crate) fn model_worker(inner: &Inner) {
             match built {
                 Ok(w) => {
                     let last = w.input_times.last().copied().unwrap_or_default();
-                    windows.push(model_window(&w, window_seed(&u.handle, last, cfg.seed)));
-                    jobs.push(t.key);
+                    let seed = window_seed(&u.handle, last, settings.seed);
+                    windows.push(model_window(&w, seed));
+                    keys.push(t.key);
                 }
-                Err(e) => {
-                    inner.stats.error();
-                    inner.jobs.complete(&t.key, Err(e.into()));
-                }
+                Err(e) => out.deliver(&t.key, Err(e.into())),
             }
         }
         if windows.is_empty() {
             continue;
         }
-        inner.stats.set_busy(true);
+        out.busy(true);
         let started = std::time::Instant::now();
-        let result = inner.model.predict(&windows, &opts);
-        inner.stats.set_busy(false);
+        let result = model.predict(&windows, &settings.opts);
+        out.busy(false);
         let took = started.elapsed();
-        inner
-            .stats
-            .batch(priority, windows.len(), took, result.is_ok());
+        out.batch(priority, windows.len(), took, result.is_ok());
         tracing::debug!(ms = took.as_secs_f64() * 1e3, ok = result.is_ok(), "batch");
         match result {
             Ok(fc) => {
-                let mut touched: HashMap<(String, u64), Arc<Upload>> = HashMap::new();
-                for (i, job) in jobs.into_iter().enumerate() {
-                    let per = fc.steps * fc.samples;
-                    let wf = Arc::new(WindowForecast {
-                        version: job.upload.version,
+                let per = fc.steps * fc.samples;
+                for (i, key) in keys.iter().enumerate() {
+                    let wf = WindowForecast {
+                        version: key.upload.version,
                         steps: fc.steps,
                         samples: fc.samples,
                         values: fc.pred[i * per..(i + 1) * per].to_vec(),
                         logvar: fc.logvar[i * fc.samples..(i + 1) * fc.samples].to_vec(),
-                    });
-                    // Only the version in memory is cached: a result for a
-                    // replaced, flushed or deleted upload goes to its waiters only.
-                    if inner.is_current(&job.upload) {
-                        inner.forecasts.insert(job.window.clone(), wf.clone());
-                        touched
-                            .entry((job.upload.handle.clone(), job.upload.version))
-                            .or_insert_with(|| job.upload.clone());
-                    }
-                    inner.jobs.complete(&job, Ok(wf));
-                }
-                for upload in touched.values() {
-                    inner.persist(upload);
+                    };
+                    out.deliver(key, Ok(Arc::new(wf)));
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "inference failed");
                 let err = EngineError::Inference(e.to_string());
-                for job in jobs {
-                    inner.jobs.complete(&job, Err(err.clone()));
+                for key in &keys {
+                    out.deliver(key, Err(err.clone()));
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! cells as nulls, and the number and timestamp conversions polars applies.
 
 use super::error::FormatError;
-use super::table::Millis;
+use super::timefmt::Millis;
 
 /// A parsed CSV section: cleaned header names and data records.
 pub struct CsvTable {

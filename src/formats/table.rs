@@ -44,9 +44,7 @@ pub mod quality {
     pub const GRID_RETIMED: i64 = 64;
 }
 
-/// A naive timestamp in milliseconds since 1970-01-01T00:00:00 (no time zone),
-/// the unit of the schema's `Datetime(ms)` columns.
-pub type Millis = i64;
+pub use super::timefmt::Millis;
 
 /// Event codes of the unified schema (`event_type`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

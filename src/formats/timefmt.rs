@@ -2,7 +2,9 @@
 //! CGM exports use (`%Y %m %d %H %I %M %S %p %.f` and literals). Fields of one
 //! or two digits are accepted, as chrono and polars accept them.
 
-use super::table::Millis;
+/// A naive timestamp in milliseconds since 1970-01-01T00:00:00 (no time zone),
+/// the unit of the schema's `Datetime(ms)` columns.
+pub type Millis = i64;
 
 /// Days since 1970-01-01 of a civil date (proleptic Gregorian).
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {

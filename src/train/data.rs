@@ -8,7 +8,7 @@ use std::path::Path;
 
 use chrono::NaiveDateTime;
 
-use crate::engine::forecast::model_window;
+use crate::bridge::model_window;
 use crate::formats::{self, EventType, Row, UnifiedTable, table::to_millis};
 use crate::model::ModelWindow;
 use crate::pipeline::dataset::{INPUT_LEN, MinMax, OUTPUT_LEN, STEP_MS};

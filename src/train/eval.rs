@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use crate::engine::forecast::to_mgdl;
+use crate::bridge::to_mgdl;
 use crate::model::{BatchNormMode, Gluformer, Mode, ModelWindow, PredictOptions};
 use crate::pipeline::dataset::OUTPUT_LEN;
 
