@@ -14,16 +14,21 @@ glucobench's model.py imports optuna, darts and tensorboard for its training hel
 they are missing, empty stand-ins are put in sys.modules (the network classes never use them).
 glucobench itself may come as its wheel on sys.path (--glucobench WHEEL; pure Python).
 
-Usage: torch_forward.py --device cuda:0 --pth OUT.pth [--seed 0] [--runs 10] [--glucobench WHL]
+Usage: torch_forward.py --device cuda:0 --pth OUT.pth [--seed 0] [--runs 10] [--mc-runs 5]
+                        [--warmup 2] [--glucobench WHL]
 """
 
 import argparse
+import atexit
 import importlib
 import json
+import shutil
 import statistics
 import sys
 import time
+import tempfile
 import types
+import zipfile
 from pathlib import Path
 
 
@@ -54,12 +59,19 @@ def main() -> None:
     ap.add_argument("--pth", type=Path, required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--mc-runs", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--windows", type=int, default=110)
     ap.add_argument("--samples", type=int, default=10)
     ap.add_argument("--glucobench", type=Path, help="glucosedao_glucobench-0.4.1 wheel")
     args = ap.parse_args()
     if args.glucobench:
-        sys.path.insert(0, str(args.glucobench))
+        # glucobench is a namespace package (no __init__.py), which zipimport cannot
+        # import from the wheel itself: unpack it.
+        unpacked = Path(tempfile.mkdtemp(prefix="glucobench-"))
+        atexit.register(shutil.rmtree, unpacked, True)
+        zipfile.ZipFile(args.glucobench).extractall(unpacked)
+        sys.path.insert(0, str(unpacked))
     import torch
 
     stub_training_imports()
@@ -77,8 +89,8 @@ def main() -> None:
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    def timed(fn, runs: int, warmup: int = 2) -> dict:
-        for _ in range(warmup):
+    def timed(fn, runs: int) -> dict:
+        for _ in range(args.warmup):
             fn()
         sync()
         ts = []
@@ -114,7 +126,7 @@ def main() -> None:
                 pred, logvar = model(*part)
                 pred.cpu(), logvar.cpu()
 
-    out["mc_110x10"] = timed(mc, max(3, args.runs // 2))
+    out["mc_110x10"] = timed(mc, args.mc_runs)
     out["mc_110x10"].update(windows=args.windows, samples=args.samples)
     print(json.dumps(out))
 
