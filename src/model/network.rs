@@ -169,7 +169,7 @@ impl Gluformer {
                 })
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
-        Ok(Gluformer {
+        let net = Gluformer {
             enc_embedding: DataEmbedding::load(sd, "enc_embedding", p)?,
             dec_embedding: DataEmbedding::load(sd, "dec_embedding", p)?,
             enc_layers,
@@ -182,7 +182,12 @@ impl Gluformer {
             calibration: None,
             device: device.clone(),
             cfg,
-        })
+        };
+        // On CUDA the uploads above are queued on this thread's stream (candle
+        // uses the per-thread default stream) and the model threads that read
+        // the weights run on their own: let the uploads finish here.
+        device.synchronize()?;
+        Ok(net)
     }
 
     /// The hyperparameters.
