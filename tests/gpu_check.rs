@@ -4,6 +4,8 @@
 //! timings and the service timings with 1 and 2 model copies. PyTorch is
 //! not needed to run the tests, so the PyTorch comparison is off
 //! (`--no-torch`, which the report states); `--quick` times fewer runs.
+//! The requests go through the script's bash `/dev/tcp` client, its
+//! fallback where curl is missing (curl is the default elsewhere).
 
 use std::path::Path;
 use std::process::Command;
@@ -21,6 +23,8 @@ fn gpu_check_runs_end_to_end_on_the_cpu() {
         .arg(env!("CARGO_BIN_EXE_glurpc"))
         .arg("--out")
         .arg(&out)
+        // bash's own HTTP client: the one a GPU machine without curl uses.
+        .env("GLURPC_GPU_CHECK_HTTP", "bash")
         .env_remove("GLURPC_DEVICE")
         .env_remove("GLURPC_MODEL")
         .output()
@@ -32,6 +36,7 @@ fn gpu_check_runs_end_to_end_on_the_cpu() {
     let text = std::fs::read_to_string(&out).unwrap();
     let r: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
     assert_eq!(r["device"], "cpu");
+    assert_eq!(r["http"], "bash");
     assert_eq!(r["info"]["device"], "cpu");
     assert_eq!(r["failures"].as_array().map(Vec::len), Some(0), "{text}");
 
