@@ -1194,3 +1194,82 @@ fn healthcheck_script_fails_on_an_error_status() {
     let head = answer.join().unwrap();
     assert!(head.starts_with("GET /health HTTP/1.0\r\n"), "{head}");
 }
+
+/// The value of `CONFIG GET name` from the Redis on `port` (RESP: `*2`, the name, the value).
+fn redis_config(port: u16, name: &str) -> String {
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    conn.write_all(format!("CONFIG GET {name}\r\n").as_bytes())
+        .unwrap();
+    let mut lines = BufReader::new(conn).lines().map(Result::unwrap);
+    assert_eq!(lines.next().unwrap(), "*2", "CONFIG GET {name}");
+    let fields: Vec<String> = lines.take(4).collect();
+    assert_eq!(fields[1], name);
+    fields[3].clone()
+}
+
+/// Starts Debian's `redis-server` (the CI installs it; `GLURPC_REDIS_SERVER` names another)
+/// with the deploy kit's arguments on a free port, and reads its configuration back.
+fn redis_with(args: &[String]) -> BTreeMap<&'static str, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let port = closed_port();
+    let bin = std::env::var("GLURPC_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+    let mut child = Command::new(&bin)
+        .args(args)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin} ({e}): install Debian's redis-server"));
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("redis-server {args:?} exited at start: {status}");
+        }
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "redis-server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = ["maxmemory", "maxmemory-policy", "appendonly", "save"]
+        .into_iter()
+        .map(|k| (k, redis_config(port, k)))
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    out
+}
+
+#[test]
+fn redis_accepts_the_deploy_arguments() {
+    // compose: the whole command line; Kubernetes: the image's entrypoint puts
+    // `redis-server` before arguments that start with `-`.
+    let compose = &yaml_docs("deploy/compose.yaml")[0];
+    let mut cmd: Vec<String> = list(&compose["services"]["redis"]["command"])
+        .iter()
+        .filter_map(s)
+        .collect();
+    assert_eq!(cmd.remove(0), "redis-server");
+    let c = redis_with(&cmd);
+    assert_eq!(c["maxmemory-policy"], "allkeys-lru");
+    assert_eq!(c["maxmemory"], (512u64 << 20).to_string());
+    assert_eq!((c["appendonly"].as_str(), c["save"].as_str()), ("no", ""));
+
+    let sts = yaml_docs("deploy/k8s/redis.yaml")
+        .into_iter()
+        .find(|d| s(&d["kind"]).as_deref() == Some("StatefulSet"))
+        .unwrap();
+    let args: Vec<String> = list(&list(&sts["spec"]["template"]["spec"]["containers"])[0]["args"])
+        .iter()
+        .filter_map(s)
+        .collect();
+    assert!(args[0].starts_with('-'), "{args:?}");
+    let k = redis_with(&args);
+    assert_eq!(k["maxmemory-policy"], "allkeys-lru");
+    assert_eq!(k["appendonly"], "yes");
+    assert_eq!(k["maxmemory"], (512u64 << 20).to_string());
+}
