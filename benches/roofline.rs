@@ -243,7 +243,9 @@ fn roofline(c: &mut Criterion) {
         t_mc.as_secs_f64()
     );
     for width in simd_kernels() {
-        let t = best(5, || drop(black_box(peak_run(width, 2))));
+        let t = best(5, || {
+            black_box(peak_run(width, 2));
+        });
         let peak = gf(peak_flops(width) * 2, t);
         println!(
             "roofline: {width} FMA peak, 2 threads {peak:.1} GFLOP/s; forward pass ({kernel} kernel) at {:.1}% (eval) / {:.1}% (MC 1x10) of it",
