@@ -97,7 +97,10 @@ async fn every_window_is_computed_once_and_served_from_the_cache() {
         let (_, f) = a.await.unwrap();
         let f = f.unwrap();
         assert_eq!((f.steps, f.samples), (fake.steps, 3));
-        assert!((f.values[1] - f.values[0] - 1.0).abs() < 1e-5, "sample s is last + s");
+        assert!(
+            (f.values[1] - f.values[0] - 1.0).abs() < 1e-5,
+            "sample s is last + s"
+        );
     }
     let w = upload.prepared.dataset.window(-5).unwrap();
     let f = engine.window_forecast(key(&p.handle, -5)).await.unwrap();

@@ -68,6 +68,9 @@ impl ApiError {
                     (503, e.to_string(), Some(*retry_after_s))
                 }
                 EngineError::ShuttingDown => (503, "Service is shutting down".to_string(), Some(5)),
+                EngineError::SharedStore(_) => {
+                    (503, "Shared store unavailable".to_string(), Some(5))
+                }
                 EngineError::Plot(_) | EngineError::Inference(_) | EngineError::Internal(_) => {
                     (500, INTERNAL.to_string(), None)
                 }
@@ -99,6 +102,9 @@ impl ApiError {
                 | EngineError::Busy { .. } => (Code::ResourceExhausted, e.to_string()),
                 EngineError::NotFound => (Code::NotFound, e.to_string()),
                 EngineError::ShuttingDown => (Code::Unavailable, "Service is shutting down".into()),
+                EngineError::SharedStore(_) => {
+                    (Code::Unavailable, "Shared store unavailable".into())
+                }
                 EngineError::Plot(_) | EngineError::Inference(_) | EngineError::Internal(_) => {
                     (Code::Internal, INTERNAL.to_string())
                 }

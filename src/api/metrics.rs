@@ -21,6 +21,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::engine::cluster::ClusterFigures;
 use crate::engine::{CacheStats, HealthSnapshot};
 
 /// The `Content-Type` of the text `/metrics` answers with.
@@ -216,12 +217,18 @@ impl Metrics {
 
     /// The Prometheus text exposition (format 0.0.4): request counters and
     /// durations, then the engine's figures from `h` and `c`.
-    pub fn render(&self, h: &HealthSnapshot, c: &CacheStats) -> String {
+    pub fn render(
+        &self,
+        h: &HealthSnapshot,
+        c: &CacheStats,
+        cluster: Option<&ClusterFigures>,
+    ) -> String {
         let mut out = String::with_capacity(8192);
         let mut engine = Registry::default();
         engine.register_collector(Box::new(EngineFigures {
             h: h.clone(),
             c: *c,
+            cluster: cluster.cloned(),
         }));
         // Writing to a String cannot fail; a collector's error would only
         // cut the text short.
@@ -244,6 +251,7 @@ fn fine_bucket(ns: u64) -> usize {
 struct EngineFigures {
     h: HealthSnapshot,
     c: CacheStats,
+    cluster: Option<ClusterFigures>,
 }
 
 /// Writes one labelled metric: `rows` of (label pairs, value). Counters
@@ -400,8 +408,53 @@ impl Collector for EngineFigures {
             "glurpc_peak_resident_memory_bytes",
             "Peak resident memory of the process.",
             gauge(h.vmem_usage_mb * 1024.0 * 1024.0),
-        )
+        )?;
+        match &self.cluster {
+            Some(cl) => encode_cluster(&mut enc, cl),
+            None => Ok(()),
+        }
     }
+}
+
+/// The shared tier's metrics (only with `--redis-url`).
+fn encode_cluster(enc: &mut DescriptorEncoder, cl: &ClusterFigures) -> Result<(), std::fmt::Error> {
+    one(
+        enc,
+        "glurpc_windows_claimed",
+        "Work items this replica took from the shared streams.",
+        counter(cl.claimed),
+    )?;
+    one(
+        enc,
+        "glurpc_windows_reclaimed",
+        "Of those, items taken over from a replica that held them past the lease.",
+        counter(cl.reclaimed),
+    )?;
+    one(
+        enc,
+        "glurpc_shared_store_errors",
+        "Redis operations that failed or timed out.",
+        counter(cl.store.errors),
+    )?;
+    one(
+        enc,
+        "glurpc_shared_store_up",
+        "1 while Redis answers, 0 while it does not.",
+        count(usize::from(cl.store.reachable)),
+    )?;
+    one(
+        enc,
+        "glurpc_shared_store_deferred_writes",
+        "Forecasts and uploads waiting for Redis to come back.",
+        count(cl.store.deferred),
+    )?;
+    let mut m = enc.encode_descriptor(
+        "glurpc_shared_store_duration_seconds",
+        "Time of each Redis operation.",
+        None,
+        MetricType::Histogram,
+    )?;
+    m.encode_histogram::<NoLabelSet>(cl.store.sum_s, cl.store.count, &cl.store.buckets, None)
 }
 
 #[cfg(test)]
@@ -436,6 +489,7 @@ mod tests {
         let text = m.render(
             &crate::engine::stats::Stats::default().snapshot(0, 64, "cpu"),
             &CacheStats::default(),
+            None,
         );
         assert!(text.contains(
             "glurpc_requests_total{protocol=\"http\",endpoint=\"/health\",status=\"200\"} 5"

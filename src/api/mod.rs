@@ -36,6 +36,8 @@ pub use ops::Service;
 
 /// The gRPC service name (health checks, reflection).
 pub const GRPC_SERVICE: &str = "glurpc.GlucosePrediction";
+/// The `grpc.health.v1` name that follows the shared store (Redis).
+pub const SHARED_STORE_SERVICE: &str = "glurpc.SharedStore";
 
 /// Listener and protocol settings.
 #[derive(Debug, Clone)]
@@ -128,6 +130,23 @@ pub async fn start(svc: Service, cfg: &ServerConfig) -> Result<Running, ServeErr
             reporter
                 .set_service_status(name, ServingStatus::Serving)
                 .await;
+        }
+        // With replicas, `glurpc.SharedStore` follows Redis: NOT_SERVING while
+        // it does not answer (this replica still serves what it can alone).
+        if running.svc.engine().shared_reachable().is_some() {
+            let (reporter, engine) = (reporter.clone(), running.svc.engine().clone());
+            tokio::spawn(async move {
+                loop {
+                    let status = match engine.shared_reachable() {
+                        Some(true) => ServingStatus::Serving,
+                        _ => ServingStatus::NotServing,
+                    };
+                    reporter
+                        .set_service_status(SHARED_STORE_SERVICE, status)
+                        .await;
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            });
         }
         // Reflection in both versions: v1, and v1alpha for grpcio-reflection's Python
         // client and the many tools that still ask for it.

@@ -444,9 +444,17 @@ impl Service {
         self.engine.model_info()
     }
 
+    /// The engine behind the front ends.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// `/metrics`: the Prometheus text.
     pub fn metrics_text(&self) -> String {
-        self.metrics
-            .render(&self.engine.health(), &self.engine.cache_stats())
+        self.metrics.render(
+            &self.engine.health(),
+            &self.engine.cache_stats(),
+            self.engine.cluster_figures().as_ref(),
+        )
     }
 }

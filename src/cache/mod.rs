@@ -1,11 +1,13 @@
 //! The cache's building blocks: a concurrent in-memory map bounded by bytes
 //! with least-recently-used eviction, and a bounded directory of atomically
-//! written, checksummed records in a portable format. The engine decides
-//! what goes in them (forecasts per handle, rendered plots).
+//! written, checksummed records in a portable format, and the Redis tier
+//! replicas share ([`shared`]). The engine decides what goes in them
+//! (uploads and forecasts per handle, rendered plots).
 
 pub mod disk;
 pub mod memory;
 pub mod private;
+pub mod shared;
 
 pub use disk::{DiskStore, Record};
 pub use memory::{MemoryCache, Weigh};

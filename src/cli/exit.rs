@@ -9,7 +9,7 @@
 //! | 64 | usage: unknown option, bad value (clap's own message) |
 //! | 65 | the input was refused: not a CGM export, too short, implausible, too large; model files that do not fit together |
 //! | 66 | an input that does not exist: a file, a model folder, a Hub model missing from the offline cache |
-//! | 69 | unavailable: a port already in use, the Hugging Face Hub unreachable, a `--device` that cannot be used (no CUDA in this build, no GPU or driver), `--otlp-endpoint` without the `otlp` feature |
+//! | 69 | unavailable: a port already in use, the Hugging Face Hub unreachable, a `--device` that cannot be used (no CUDA in this build, no GPU or driver), `--otlp-endpoint` without the `otlp` feature, Redis (`--redis-url`) unreachable at start |
 //! | 74 | I/O: a file that cannot be read or written |
 
 use std::io;
@@ -51,6 +51,7 @@ pub fn code(e: &anyhow::Error) -> u8 {
         }
         if let Some(e) = c.downcast_ref::<EngineError>() {
             return match e {
+                EngineError::SharedStore(_) => UNAVAILABLE,
                 EngineError::Input(_)
                 | EngineError::TooLarge { .. }
                 | EngineError::ResponseTooLarge { .. }

@@ -13,6 +13,7 @@ use clap::Args;
 use crate::api::auth::ApiKeys;
 use crate::api::{self, ServerConfig, Service};
 use crate::engine::Engine;
+use crate::engine::config::SharedSettings;
 use crate::pipeline::WindowConfig;
 
 use super::ModelArgs;
@@ -144,6 +145,22 @@ pub struct ServeArgs {
     /// a build with the `otlp` feature. Off when unset.
     #[arg(long, env = "GLURPC_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// Share uploads, forecasts and work with other replicas through this
+    /// Redis (`redis://host:6379/0`); the service refuses to start when it
+    /// does not answer. Unset: this process alone.
+    #[arg(long, env = "GLURPC_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Seconds shared uploads and forecasts live in Redis (its `maxmemory`
+    /// policy may evict them sooner).
+    #[arg(long, env = "GLURPC_REDIS_TTL_S", default_value_t = 86_400)]
+    pub redis_ttl_s: u64,
+    /// Longest wait for one Redis operation, milliseconds.
+    #[arg(long, env = "GLURPC_REDIS_TIMEOUT_MS", default_value_t = 2_000)]
+    pub redis_timeout_ms: u64,
+    /// Seconds a replica holds a window before another may take it over
+    /// (a replica that died mid-upload loses its windows to the others).
+    #[arg(long, env = "GLURPC_REDIS_LEASE_S", default_value_t = 30.0)]
+    pub redis_lease_s: f64,
     /// The `service.name` the exported traces carry.
     #[arg(long, env = "GLURPC_OTLP_SERVICE_NAME", default_value = "glurpc")]
     pub otlp_service_name: String,
@@ -229,7 +246,17 @@ async fn serve(args: ServeArgs, keys: ApiKeys) -> Result<()> {
     cfg.max_upload_bytes = args.max_upload_bytes;
     cfg.parse_memory_bytes = args.parse_memory_mb.saturating_mul(1 << 20);
     cfg.max_response_bytes = args.max_response_mb.saturating_mul(1 << 20);
-    let engine = Engine::start(model, cfg)?;
+    cfg.shared = match args.redis_url.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(url) => Some(SharedSettings {
+            url: url.to_string(),
+            ttl: Duration::from_secs(args.redis_ttl_s.max(1)),
+            timeout: Duration::from_millis(args.redis_timeout_ms.max(1)),
+            lease: seconds("GLURPC_REDIS_LEASE_S", args.redis_lease_s)?,
+        }),
+    };
+    // Off the runtime: it may connect to Redis.
+    let engine = tokio::task::spawn_blocking(move || Engine::start(model, cfg)).await??;
     let warm = {
         let e = engine.clone();
         tokio::task::spawn_blocking(move || e.warm_up()).await??

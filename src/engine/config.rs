@@ -50,6 +50,21 @@ pub struct EngineConfig {
     pub parse_memory_bytes: usize,
     /// Largest unified CSV a conversion answers with (413 beyond).
     pub max_response_bytes: usize,
+    /// The Redis tier replicas share (`--redis-url`); `None`: this process alone.
+    pub shared: Option<SharedSettings>,
+}
+
+/// How replicas share uploads, forecasts and work through Redis.
+#[derive(Debug, Clone)]
+pub struct SharedSettings {
+    /// `redis://host:port/db`.
+    pub url: String,
+    /// Time to live of shared uploads and forecasts.
+    pub ttl: std::time::Duration,
+    /// Longest wait for one Redis operation.
+    pub timeout: std::time::Duration,
+    /// How long a replica holds a window before another may take it over.
+    pub lease: std::time::Duration,
 }
 
 impl Default for EngineConfig {
@@ -74,6 +89,7 @@ impl Default for EngineConfig {
             workers: 1,
             parse_memory_bytes: 1 << 30,
             max_response_bytes: 96 << 20,
+            shared: None,
         }
     }
 }

@@ -108,6 +108,10 @@ impl Engine {
                 })
             }
         };
+        let cluster = match &cfg.shared {
+            None => None,
+            Some(s) => Some(super::cluster::connect(s, &cfg)?),
+        };
         let inner = Arc::new(Inner {
             jobs: Jobs::new(cfg.queue_capacity, cfg.interactive_reserve),
             forecasts: MemoryCache::new(cfg.forecast_cache_bytes),
@@ -122,6 +126,7 @@ impl Engine {
             handle_count: std::sync::Mutex::new(None),
             raw_handles: dashmap::DashMap::new(),
             parse_budget: ParseBudget::new(cfg.parse_memory_bytes),
+            cluster,
             cfg,
         });
         let count = inner.cfg.workers.max(1);
@@ -152,6 +157,25 @@ impl Engine {
                 })?;
             if let Ok(mut w) = inner.workers.lock() {
                 w.push(handle);
+            }
+        }
+        if let Some(c) = &inner.cluster {
+            let weak = Arc::downgrade(&inner);
+            c.shared.subscribe(move |m| {
+                if let Some(inner) = weak.upgrade() {
+                    inner.on_control(&m);
+                }
+            });
+            let puller = inner.clone();
+            let take = inner.cfg.batch_size.max(1);
+            let started = std::thread::Builder::new()
+                .name("glurpc-puller".into())
+                .spawn(move || puller.pull_shared_work(take));
+            if let Err(e) = started {
+                inner.jobs.close(EngineError::ShuttingDown);
+                return Err(EngineError::Internal(format!(
+                    "could not start the shared-work thread: {e}"
+                )));
             }
         }
         if inner.disk.is_some() {
@@ -355,13 +379,22 @@ impl Engine {
         self.forecast(key, false).await
     }
 
-    async fn window_of(
+    /// The forecast of `key` in `upload`: cached, shared, or computed at
+    /// interactive priority.
+    pub(crate) async fn window_of(
         &self,
         upload: &Arc<Upload>,
         key: WindowKey,
     ) -> Result<Arc<WindowForecast>, EngineError> {
         if let Some(f) = self.inner.cached_forecast(upload, &key) {
             return Ok(f);
+        }
+        if self.inner.cluster.is_some() {
+            // From Redis, or from the replica computing it; else here.
+            let (inner, up, k) = (self.inner.clone(), upload.clone(), key.clone());
+            if let Some(f) = blocking(move || Ok(inner.shared_window(&up, &k))).await? {
+                return Ok(f);
+            }
         }
         let job = JobKey::new(key, upload.clone());
         let rx = match self.inner.jobs.submit(job, PRIORITY_INTERACTIVE, false) {
@@ -493,7 +526,20 @@ impl Engine {
                 .snapshot(self.inner.jobs.queued(), self.inner.jobs.capacity(), device);
         snap.cache_size = self.cache_size();
         snap.cancelled_jobs = self.inner.jobs.cancelled();
+        if self.shared_reachable() == Some(false) {
+            snap.status = "degraded".into();
+        }
         snap
+    }
+
+    /// Whether Redis answers (`None`: no shared tier).
+    pub fn shared_reachable(&self) -> Option<bool> {
+        self.inner.cluster.as_ref().map(|c| c.shared.reachable())
+    }
+
+    /// The shared tier's figures (`None`: no shared tier).
+    pub fn cluster_figures(&self) -> Option<super::cluster::ClusterFigures> {
+        self.inner.cluster.as_ref().map(|c| c.figures())
     }
 
     /// Jobs waiting in the queue.

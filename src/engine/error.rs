@@ -56,6 +56,9 @@ pub enum EngineError {
     /// The engine is stopping.
     #[error("the service is shutting down")]
     ShuttingDown,
+    /// The shared store (Redis) cannot be used.
+    #[error("shared store: {0}")]
+    SharedStore(String),
     /// A request that cannot be served as asked (a missing parameter, an
     /// unknown action): the message says what to change.
     #[error("{0}")]

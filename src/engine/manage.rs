@@ -183,6 +183,7 @@ impl Engine {
                 }
             }
         }
+        set.extend(self.inner.shared_handles());
         set
     }
 
@@ -200,6 +201,7 @@ impl Engine {
         if let Some(d) = &self.inner.disk {
             d.writer.clear();
         }
+        self.inner.forget_shared(None);
     }
 
     /// Removes one handle everywhere; true when anything was held.
@@ -221,6 +223,7 @@ impl Engine {
                 .collect();
             found |= d.writer.remove(names);
         }
+        found |= i.forget_shared(Some(handle));
         found
     }
 }

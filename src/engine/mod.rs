@@ -4,6 +4,7 @@
 //! inputs and forecasts back into mg/dL and plots.
 
 pub mod admission;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod error;

@@ -53,4 +53,6 @@ pub(crate) struct Inner {
     /// What the uploads being parsed at once may cost.
     pub(crate) parse_budget: ParseBudget,
     pub(crate) workers: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// The Redis tier shared with other replicas, when configured.
+    pub(crate) cluster: Option<super::cluster::Cluster>,
 }

@@ -62,7 +62,14 @@ impl Inner {
         if let Some(u) = self.uploads.get(&(handle.to_string(), kind)) {
             return Ok(Some(u));
         }
-        Ok(self.load_from_disk(handle, kind))
+        if let Some(u) = self.load_from_disk(handle, kind) {
+            return Ok(Some(u));
+        }
+        // Accepted by another replica: accepted here too.
+        Ok(self.shared_upload(handle, kind).map(|up| {
+            up.accept();
+            self.insert_upload(up)
+        }))
     }
 
     /// The upload for `handle` and `kind`: memory, disk, or rebuilt from
@@ -98,6 +105,7 @@ impl Inner {
     /// will be recomputed.
     pub(crate) fn new_version(&self, upload: &Upload) -> Arc<Upload> {
         let up = Arc::new(upload.with_version(self.next_version()));
+        self.unshare_forecasts(upload);
         let (h, k) = (upload.handle.clone(), upload.kind);
         self.uploads.insert((h.clone(), k), up.clone());
         self.forecasts
@@ -134,15 +142,36 @@ impl Inner {
         priority: u8,
     ) -> Result<usize, EngineError> {
         let n = upload.windows() as i64;
-        let missing: Vec<WindowKey> = (-(n - 1)..=0)
-            .rev()
-            .map(|index| WindowKey {
-                handle: upload.handle.clone(),
-                kind: upload.kind,
-                target: Target::Index(index),
-            })
-            .filter(|k| self.cached_forecast(upload, k).is_none())
-            .collect();
+        let missing = |inner: &Inner| -> Vec<WindowKey> {
+            (-(n - 1)..=0)
+                .rev()
+                .map(|index| WindowKey {
+                    handle: upload.handle.clone(),
+                    kind: upload.kind,
+                    target: Target::Index(index),
+                })
+                .filter(|k| inner.cached_forecast(upload, k).is_none())
+                .collect()
+        };
+        let mut missing = missing(self);
+        if self.cluster.is_some() && !missing.is_empty() && self.adopt_shared(upload, &missing) > 0
+        {
+            missing.retain(|k| self.cached_forecast(upload, k).is_none());
+        }
+        // Shared: window 0 here at once, the rest on the replicas' stream.
+        let first = Target::Index(0);
+        if self.cluster.is_some() && priority <= PRIORITY_PROCESS {
+            let rest: Vec<WindowKey> = missing
+                .iter()
+                .filter(|k| k.target != first)
+                .cloned()
+                .collect();
+            if self.share_work(upload, &rest, priority) {
+                missing.retain(|k| k.target == first);
+            }
+        } else if self.cluster.is_some() && self.share_work(upload, &missing, priority) {
+            missing.clear();
+        }
         if self.jobs.room(priority) < missing.len() {
             return Err(EngineError::Overloaded { retry_after_s: 30 });
         }
@@ -286,6 +315,7 @@ impl Inner {
     pub(crate) fn accept(&self, upload: &Arc<Upload>) {
         if upload.accept() {
             self.persist(upload);
+            self.share_upload(upload);
         }
     }
 
@@ -351,14 +381,22 @@ impl Delivery for Inner {
             // flushed or deleted upload goes to its waiters only.
             Ok(wf) if self.is_current(&job.upload) => {
                 self.forecasts.insert(job.window.clone(), wf.clone());
-                self.jobs.complete(job, result);
+                self.jobs.complete(job, result.clone());
                 self.persist(&job.upload);
-                return;
             }
-            Ok(_) | Err(EngineError::Inference(_)) => {}
-            Err(_) => self.stats.error(),
+            Ok(_) => self.jobs.complete(job, result.clone()),
+            Err(e) => {
+                if !matches!(e, EngineError::Inference(_)) {
+                    self.stats.error();
+                }
+                self.jobs.complete(job, result.clone());
+            }
         }
-        self.jobs.complete(job, result);
+        // Forecasts are the same on every replica: shared whatever the version.
+        match &result {
+            Ok(wf) => self.share_forecast(&job.window, wf),
+            Err(_) => self.give_up_shared(&job.window),
+        }
     }
 
     fn busy(&self, busy: bool) {

@@ -8,6 +8,7 @@ use glurpc::formats::{self, ParseOptions, Parsed};
 use serde_json::Value;
 
 pub mod process;
+pub mod redis;
 pub mod server;
 
 /// `tests/data`.

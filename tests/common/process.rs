@@ -21,6 +21,8 @@ pub struct Process {
     pub child: Child,
     /// `HOST:PORT` of REST.
     pub rest: String,
+    /// `HOST:PORT` of gRPC, when it serves gRPC.
+    pub grpc: Option<String>,
 }
 
 impl Process {
@@ -33,13 +35,15 @@ impl Process {
             .map_while(Result::ok)
             .find(|l| l.starts_with("glurpc ready:"))
             .expect("the server did not start");
-        let rest = ready
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("rest="))
-            .unwrap()
-            .to_string();
+        let field = |name: &str| {
+            ready
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .map(str::to_string)
+        };
+        let (rest, grpc) = (field("rest=").unwrap(), field("grpc="));
         std::thread::spawn(move || for _ in lines.by_ref() {});
-        Process { child, rest }
+        Process { child, rest, grpc }
     }
 
     /// `http://HOST:PORT{path}`.

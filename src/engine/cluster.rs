@@ -1,0 +1,499 @@
+//! Replicas that share their work through Redis ([`crate::cache::shared`]).
+//! With `--redis-url`, every accepted upload's unified CSV and every window
+//! forecast (f32 samples) is also written to Redis, so any replica answers
+//! any handle; the in-process caches stay the first tier. An upload's
+//! background windows go to a Redis Stream per priority instead of the
+//! local queue; each replica's puller thread takes items when its model
+//! thread has room, leases the window (`SET NX PX`), computes it and
+//! acknowledges the item when the forecast is stored, so every window is
+//! computed once across replicas and an item a dead replica held is taken
+//! over after the lease. A person waiting for a window is served at once:
+//! from Redis, by waiting for the replica computing it, or locally.
+//! Flush and delete reach every replica through a control channel.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::cache::shared::{Shared, SharedFigures};
+use crate::plot::Origin;
+
+use super::error::EngineError;
+use super::forecast::{JobKey, Target, WindowForecast, WindowKey};
+use super::state::Inner;
+use super::upload::{Upload, WindowKind};
+
+/// How often a replica waiting for a window computed elsewhere looks.
+const POLL: Duration = Duration::from_millis(100);
+/// Work-stream priorities, most urgent first.
+const PRIORITIES: [u8; 3] = [0, 1, 3];
+
+/// The shared tier's state in one replica.
+pub(crate) struct Cluster {
+    /// The Redis client.
+    pub(crate) shared: Shared,
+    /// This replica's consumer name.
+    pub(crate) replica: String,
+    /// How long a window lease (and a work item) is held before another
+    /// replica may take it over.
+    pub(crate) lease: Duration,
+    /// Work items to acknowledge when their window's forecast is stored.
+    acks: Mutex<HashMap<String, Vec<(u8, String)>>>,
+    claimed: AtomicU64,
+    reclaimed: AtomicU64,
+}
+
+/// The cluster figures of `/metrics` and `/health`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterFigures {
+    /// Redis's operation figures.
+    pub store: SharedFigures,
+    /// Work items this replica took from the streams.
+    pub claimed: u64,
+    /// Of those, items taken over from a replica that held them past the lease.
+    pub reclaimed: u64,
+}
+
+/// `{handle}:{kind}:{target}`: a window's name in keys and work items.
+pub(crate) fn window_name(key: &WindowKey) -> String {
+    let target = match key.target {
+        Target::Index(i) => i.to_string(),
+        Target::Forward => "fwd".into(),
+    };
+    format!("{}:{}:{target}", key.handle, key.kind.as_str())
+}
+
+fn parse_window(name: &str) -> Option<WindowKey> {
+    let mut it = name.rsplitn(3, ':');
+    let target = match it.next()? {
+        "fwd" => Target::Forward,
+        i => Target::Index(i.parse().ok()?),
+    };
+    let kind = WindowKind::ALL
+        .into_iter()
+        .find(|k| Some(k.as_str()) == it.clone().next())?;
+    it.next();
+    let handle = it.next()?.to_string();
+    Some(WindowKey {
+        handle,
+        kind,
+        target,
+    })
+}
+
+/// A forecast as stored: `steps`, `samples` (u32 LE), then the values and
+/// log-variances (f32 LE).
+pub(crate) fn encode_forecast(f: &WindowForecast) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + 4 * (f.values.len() + f.logvar.len()));
+    out.extend_from_slice(&(f.steps as u32).to_le_bytes());
+    out.extend_from_slice(&(f.samples as u32).to_le_bytes());
+    for v in f.values.iter().chain(&f.logvar) {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+pub(crate) fn decode_forecast(b: &[u8], version: u64) -> Option<WindowForecast> {
+    let word = |i: usize| Some(u32::from_le_bytes(b.get(i..i + 4)?.try_into().ok()?));
+    let (steps, samples) = (word(0)? as usize, word(4)? as usize);
+    let floats: Vec<f32> = b
+        .get(8..)?
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    if floats.len() != steps * samples + samples {
+        return None;
+    }
+    let (values, logvar) = floats.split_at(steps * samples);
+    Some(WindowForecast {
+        version,
+        steps,
+        samples,
+        values: values.to_vec(),
+        logvar: logvar.to_vec(),
+    })
+}
+
+/// Connects to the Redis of `s` (refusing when it does not answer), under
+/// a prefix naming the model and its sampling settings, so that replicas
+/// of another model never share forecasts with these.
+pub(crate) fn connect(
+    s: &super::config::SharedSettings,
+    cfg: &super::config::EngineConfig,
+) -> Result<Cluster, EngineError> {
+    let fp = super::persist::Fingerprint {
+        model_id: cfg.model_id.clone(),
+        samples: cfg.samples,
+        seed: cfg.seed,
+    };
+    let shared = Shared::connect(crate::cache::shared::SharedConfig {
+        url: s.url.clone(),
+        prefix: format!("glurpc:{}", fp.tag()),
+        ttl: s.ttl,
+        timeout: s.timeout,
+    })
+    .map_err(|e| EngineError::SharedStore(format!("cannot reach {}: {e}", redacted(&s.url))))?;
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "glurpc".into());
+    let replica = format!("{host}-{}", std::process::id());
+    Ok(Cluster::new(shared, replica, s.lease))
+}
+
+/// `url` without its password.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Cluster {
+    /// The shared tier over `shared`, as consumer `replica`.
+    pub(crate) fn new(shared: Shared, replica: String, lease: Duration) -> Cluster {
+        Cluster {
+            shared,
+            replica,
+            lease,
+            acks: Mutex::default(),
+            claimed: AtomicU64::new(0),
+            reclaimed: AtomicU64::new(0),
+        }
+    }
+
+    /// The figures now.
+    pub(crate) fn figures(&self) -> ClusterFigures {
+        ClusterFigures {
+            store: self.shared.figures(),
+            claimed: self.claimed.load(Ordering::Relaxed),
+            reclaimed: self.reclaimed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The forecast of `key` in Redis.
+    fn forecast(&self, key: &WindowKey, version: u64) -> Option<WindowForecast> {
+        let name = format!("fc:{}", window_name(key));
+        let bytes = self.shared.get(&name).ok()??;
+        decode_forecast(&bytes, version)
+    }
+}
+
+impl Inner {
+    /// Writes an accepted upload's CSV (and its origin) to Redis.
+    pub(crate) fn share_upload(&self, upload: &Upload) {
+        let Some(c) = &self.cluster else { return };
+        let mut value = upload.origin.to_json().to_string().into_bytes();
+        value.push(b'\n');
+        value.extend_from_slice(upload.csv.as_bytes());
+        c.shared
+            .set_or_defer(&format!("up:{}", upload.handle), &value);
+    }
+
+    /// The upload `handle` as another replica shared it, prepared for `kind`.
+    pub(crate) fn shared_upload(&self, handle: &str, kind: WindowKind) -> Option<Upload> {
+        let c = self.cluster.as_ref()?;
+        let value = c.shared.get(&format!("up:{handle}")).ok()??;
+        let split = value.iter().position(|b| *b == b'\n')?;
+        let origin = serde_json::from_slice(&value[..split])
+            .ok()
+            .and_then(|v| Origin::from_json(&v));
+        let csv = std::str::from_utf8(&value[split + 1..]).ok()?;
+        let up = Upload::from_csv(
+            Arc::from(csv),
+            kind,
+            self.window_config(kind),
+            self.next_version(),
+        )
+        .ok()?;
+        let up = match origin {
+            Some(o) => up.with_origin(o),
+            None => up,
+        };
+        (up.handle == handle).then_some(up)
+    }
+
+    /// The forecasts of `keys` that Redis holds, kept in memory for this
+    /// upload version; how many were found.
+    pub(crate) fn adopt_shared(&self, upload: &Arc<Upload>, keys: &[WindowKey]) -> usize {
+        let Some(c) = &self.cluster else { return 0 };
+        let names: Vec<String> = keys
+            .iter()
+            .map(|k| format!("fc:{}", window_name(k)))
+            .collect();
+        let Ok(values) = c.shared.get_many(&names) else {
+            return 0;
+        };
+        let mut found = 0;
+        for (key, value) in keys.iter().zip(values) {
+            if let Some(f) = value.and_then(|b| decode_forecast(&b, upload.version)) {
+                self.forecasts.insert(key.clone(), Arc::new(f));
+                found += 1;
+            }
+        }
+        if found > 0 {
+            self.persist(upload);
+        }
+        found
+    }
+
+    /// Puts the windows of `keys` on the shared work stream of `priority`,
+    /// once per upload (another replica may have queued them already);
+    /// false when Redis could not take them (then queue them locally).
+    pub(crate) fn share_work(&self, upload: &Upload, keys: &[WindowKey], priority: u8) -> bool {
+        let Some(c) = &self.cluster else { return false };
+        let marker = format!("queued:{}:{}", upload.handle, upload.kind.as_str());
+        match c.shared.lease(&marker, &c.replica, c.shared.ttl()) {
+            Ok(false) => true,
+            Ok(true) => {
+                let items: Vec<String> = keys.iter().map(window_name).collect();
+                let queued = c.shared.enqueue(priority, &items).is_ok();
+                if !queued {
+                    let _ = c.shared.delete(&[marker]);
+                }
+                queued
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Forgets every shared forecast of `upload`'s handle and kind (a
+    /// forced recompute), so that they are queued and computed again.
+    pub(crate) fn unshare_forecasts(&self, upload: &Upload) {
+        let Some(c) = &self.cluster else { return };
+        let kind = upload.kind.as_str();
+        let _ = c
+            .shared
+            .delete_matching(&format!("fc:{}:{kind}:*", upload.handle));
+        let _ = c
+            .shared
+            .delete(&[format!("queued:{}:{kind}", upload.handle)]);
+    }
+
+    /// Stores a computed forecast in Redis, releases its lease and
+    /// acknowledges the work items it answers.
+    pub(crate) fn share_forecast(&self, key: &WindowKey, f: &WindowForecast) {
+        let Some(c) = &self.cluster else { return };
+        let name = window_name(key);
+        c.shared
+            .set_or_defer(&format!("fc:{name}"), &encode_forecast(f));
+        let _ = c.shared.delete(&[format!("lease:{name}")]);
+        let acks = c.acks.lock().ok().and_then(|mut a| a.remove(&name));
+        for (priority, id) in acks.into_iter().flatten() {
+            let _ = c.shared.ack(priority, &id);
+        }
+    }
+
+    /// Acknowledges the work items of a window that could not be computed
+    /// (it is computed again when someone asks for it), and frees its lease.
+    pub(crate) fn give_up_shared(&self, key: &WindowKey) {
+        let Some(c) = &self.cluster else { return };
+        let name = window_name(key);
+        let _ = c.shared.delete(&[format!("lease:{name}")]);
+        let acks = c.acks.lock().ok().and_then(|mut a| a.remove(&name));
+        for (priority, id) in acks.into_iter().flatten() {
+            let _ = c.shared.ack(priority, &id);
+        }
+    }
+
+    /// Before computing a window a person waits for: its forecast from
+    /// Redis, or from the replica that holds its lease (waited for until
+    /// the lease runs out); `None` when this replica should compute it.
+    pub(crate) fn shared_window(
+        &self,
+        upload: &Arc<Upload>,
+        key: &WindowKey,
+    ) -> Option<Arc<WindowForecast>> {
+        let c = self.cluster.as_ref()?;
+        let name = window_name(key);
+        let deadline = Instant::now() + c.lease;
+        loop {
+            if let Some(f) = self.cached_forecast(upload, key) {
+                return Some(f);
+            }
+            if let Some(f) = c.forecast(key, upload.version) {
+                let f = Arc::new(f);
+                self.forecasts.insert(key.clone(), f.clone());
+                return Some(f);
+            }
+            match c
+                .shared
+                .lease(&format!("lease:{name}"), &c.replica, c.lease)
+            {
+                Ok(true) | Err(_) => return None,
+                Ok(false) if Instant::now() >= deadline || self.jobs.is_closed() => return None,
+                Ok(false) => std::thread::sleep(POLL),
+            }
+        }
+    }
+
+    /// The handles other replicas shared.
+    pub(crate) fn shared_handles(&self) -> Vec<String> {
+        let Some(c) = &self.cluster else {
+            return Vec::new();
+        };
+        let prefix = c.shared.key("up:");
+        c.shared
+            .scan("up:*")
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+            .collect()
+    }
+
+    /// Removes `handle` (`None`: everything) from Redis, its queued work
+    /// included, and tells every replica to drop it from memory; true when
+    /// Redis held any of it.
+    pub(crate) fn forget_shared(&self, handle: Option<&str>) -> bool {
+        let Some(c) = &self.cluster else { return false };
+        let (patterns, message) = match handle {
+            None => (vec!["*".to_string()], "flush".to_string()),
+            Some(h) => (
+                ["up", "fc", "lease", "queued"]
+                    .iter()
+                    .map(|p| format!("{p}:{h}*"))
+                    .collect(),
+                format!("delete {h}"),
+            ),
+        };
+        let mut removed = 0;
+        for p in &patterns {
+            removed += c.shared.delete_matching(p).unwrap_or(0);
+        }
+        if let Err(e) = c.shared.publish(&message) {
+            tracing::warn!(error = %e, "other replicas were not told");
+        }
+        removed > 0
+    }
+
+    /// Applies a control message from another replica (`flush`,
+    /// `delete HANDLE`) to this one's memory.
+    pub(crate) fn on_control(&self, message: &str) {
+        let (action, handle) = message.split_once(' ').unwrap_or((message, ""));
+        let drop_upload = |u: Arc<Upload>| u.retire();
+        match action {
+            "flush" => {
+                for key in self.uploads.keys_where(|_| true) {
+                    if let Some(u) = self.uploads.remove(&key) {
+                        drop_upload(u);
+                    }
+                }
+                self.forecasts.clear();
+                self.plots.clear();
+                self.raw_handles.clear();
+            }
+            "delete" if !handle.is_empty() => {
+                for key in self.uploads.keys_where(|(h, _)| h == handle) {
+                    if let Some(u) = self.uploads.remove(&key) {
+                        drop_upload(u);
+                    }
+                }
+                self.forecasts.remove_where(|k| k.handle == handle);
+                self.plots.remove_where(|k| k.window.handle == handle);
+                self.raw_handles.retain(|_, h| h != handle);
+            }
+            _ => {}
+        }
+    }
+
+    /// The puller: while the model thread has room, takes work items from
+    /// the streams, leases their windows and queues them locally. Runs
+    /// until the queue closes.
+    pub(crate) fn pull_shared_work(&self, take: usize) {
+        let Some(c) = &self.cluster else { return };
+        while !self.jobs.is_closed() {
+            if self.jobs.queued() >= take * 2 {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            let items = match c.shared.pull(&c.replica, take, c.lease, &PRIORITIES) {
+                Ok(items) => items,
+                Err(e) => {
+                    tracing::debug!(error = %e, "shared work not pulled");
+                    std::thread::sleep(Duration::from_millis(500));
+                    continue;
+                }
+            };
+            if items.is_empty() {
+                std::thread::sleep(POLL);
+                continue;
+            }
+            for item in items {
+                self.take_item(c, item.priority, &item.id, &item.payload, item.reclaimed);
+            }
+        }
+    }
+
+    fn take_item(&self, c: &Cluster, priority: u8, id: &str, payload: &str, reclaimed: bool) {
+        let Some(key) = parse_window(payload) else {
+            let _ = c.shared.ack(priority, id);
+            return;
+        };
+        let upload = match self.resolve(&key.handle, key.kind) {
+            Ok(u) => u,
+            // Deleted or flushed since: nothing to compute.
+            Err(_) => {
+                let _ = c.shared.ack(priority, id);
+                return;
+            }
+        };
+        if self.cached_forecast(&upload, &key).is_some() || c.forecast(&key, 0).is_some() {
+            let _ = c.shared.ack(priority, id);
+            return;
+        }
+        match c
+            .shared
+            .lease(&format!("lease:{payload}"), &c.replica, c.lease)
+        {
+            // Another replica computes it: the item stays pending, and is
+            // taken over after the lease if that replica dies.
+            Ok(false) | Err(_) => return,
+            Ok(true) => {}
+        }
+        c.claimed.fetch_add(1, Ordering::Relaxed);
+        if reclaimed {
+            c.reclaimed.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut acks) = c.acks.lock() {
+            acks.entry(payload.to_string())
+                .or_default()
+                .push((priority, id.to_string()));
+        }
+        if let Err(e) = self.jobs.submit(JobKey::new(key, upload), priority, true) {
+            tracing::debug!(error = %EngineError::from(e), "shared work not queued");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_names_and_forecasts_round_trip() {
+        for target in [Target::Index(0), Target::Index(-109), Target::Forward] {
+            let key = WindowKey {
+                handle: "ab12".into(),
+                kind: WindowKind::Quick,
+                target,
+            };
+            assert_eq!(parse_window(&window_name(&key)), Some(key));
+        }
+        assert_eq!(parse_window("nonsense"), None);
+        let f = WindowForecast {
+            version: 3,
+            steps: 2,
+            samples: 3,
+            values: vec![0.5, 1.5, 2.5, -1.0, 0.0, 7.25],
+            logvar: vec![0.1, 0.2, 0.3],
+        };
+        assert_eq!(decode_forecast(&encode_forecast(&f), 3), Some(f.clone()));
+        assert_eq!(decode_forecast(&encode_forecast(&f)[..20], 3), None);
+    }
+}

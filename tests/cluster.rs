@@ -1,0 +1,282 @@
+//! Replicas sharing one Redis (issue 20), as processes: real `glurpc serve`
+//! binaries, a real `redis-server`, real `kill -9`. An upload processed on
+//! one replica is drawn on the others with identical bytes, every window is
+//! computed exactly once across replicas (their `glurpc_windows_inferred_total`
+//! sum to N) and by more than one of them; a replica killed mid-upload
+//! loses nothing another cannot finish; Redis restarted mid-upload still
+//! lets every window reach a stream; a flush on one replica empties the
+//! others' view.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::process::{Process, serve_command};
+use common::redis::Redis;
+use common::server::b64;
+use glurpc::proto;
+use glurpc::proto::glucose_prediction_client::GlucosePredictionClient;
+use serde_json::{Value, json};
+use tokio_stream::StreamExt as _;
+
+/// A replica on `redis`, with the small model, `samples` MC samples and a
+/// short lease.
+fn replica(redis: &Redis, samples: usize) -> Process {
+    let mut cmd = serve_command(std::path::Path::new(env!("CARGO_BIN_EXE_glurpc")));
+    cmd.arg("--model")
+        .arg(common::data_dir().join("model/small"))
+        .args(["--enable-cache-persistence", "false"])
+        .args(["--samples", &samples.to_string()])
+        .args(["--redis-url", &redis.url()])
+        .args(["--redis-lease-s", "2"])
+        .args(["--redis-timeout-ms", "500"]);
+    Process::start(cmd)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// A counter of `/metrics`.
+async fn metric(http: &reqwest::Client, p: &Process, name: &str) -> f64 {
+    let text = http
+        .get(p.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+async fn process(http: &reqwest::Client, p: &Process) -> (String, i64) {
+    let raw = common::dexcom_14d();
+    let v: Value = http
+        .post(p.url("/process_unified"))
+        .json(&json!({"csv_base64": b64(&raw)}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        v["handle"].as_str().unwrap().to_string(),
+        v["total_samples"].as_i64().unwrap(),
+    )
+}
+
+async fn png(http: &reqwest::Client, p: &Process, handle: &str, index: i64) -> (u16, Vec<u8>) {
+    let r = http
+        .post(p.url("/draw_a_plot?format=png"))
+        .json(&json!({"handle": handle, "index": index}))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+}
+
+/// Every window of `handle` through `StreamForecasts` at gRPC address
+/// `grpc`: the indices seen (each at most once), sorted.
+async fn stream_all(grpc: String, handle: String, n: i64) -> Vec<i64> {
+    let mut c = GlucosePredictionClient::connect(format!("http://{grpc}"))
+        .await
+        .unwrap();
+    let mut stream = c
+        .stream_forecasts(proto::StreamForecastsRequest {
+            handle,
+            format: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while let Some(m) = tokio::time::timeout_at(deadline, stream.next())
+        .await
+        .expect("the stream hung")
+    {
+        let m = m.unwrap();
+        assert!(m.error.is_empty(), "window {}: {}", m.index, m.error);
+        assert_eq!(m.total as i64, n);
+        assert!(
+            !seen.contains(&(m.index as i64)),
+            "window {} twice",
+            m.index
+        );
+        seen.push(m.index as i64);
+    }
+    seen.sort_unstable();
+    seen
+}
+
+#[test]
+fn three_replicas_share_one_upload_and_one_flush() {
+    let redis = Redis::start();
+    let (a, b, c) = (replica(&redis, 3), replica(&redis, 3), replica(&redis, 3));
+    runtime().block_on(async {
+        let http = client();
+        let (handle, n) = process(&http, &a).await;
+        for index in [0, -7, -(n - 1)] {
+            let (sa, pa) = png(&http, &a, &handle, index).await;
+            let (sb, pb) = png(&http, &b, &handle, index).await;
+            let (sc, pc) = png(&http, &c, &handle, index).await;
+            assert_eq!((sa, sb, sc), (200, 200, 200));
+            assert!(
+                pa == pb && pb == pc,
+                "window {index} differs between replicas"
+            );
+        }
+        // Every window computed once, somewhere.
+        let started = Instant::now();
+        let counts = loop {
+            let mut counts = Vec::new();
+            for p in [&a, &b, &c] {
+                counts.push(metric(&http, p, "glurpc_windows_inferred_total").await);
+            }
+            if counts.iter().sum::<f64>() >= n as f64 || started.elapsed() > Duration::from_secs(90)
+            {
+                break counts;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut after = Vec::new();
+        for p in [&a, &b, &c] {
+            after.push(metric(&http, p, "glurpc_windows_inferred_total").await);
+        }
+        assert_eq!(counts, after, "windows computed again after all were done");
+        assert_eq!(
+            counts.iter().sum::<f64>(),
+            n as f64,
+            "per replica: {counts:?}"
+        );
+        assert!(
+            counts[1] > 0.0 && counts[2] > 0.0,
+            "B and C took a share: {counts:?}"
+        );
+        // B streams every window, computed anywhere.
+        let all: Vec<i64> = (-(n - 1)..=0).collect();
+        assert_eq!(
+            stream_all(b.grpc.clone().unwrap(), handle.clone(), n).await,
+            all
+        );
+        // A flush on A empties B's and C's view.
+        let r: Value = http
+            .post(a.url("/cache_management?action=flush"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["success"], true);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for p in [&b, &c] {
+            assert_eq!(png(&http, p, &handle, 0).await.0, 404);
+            let info: Value = http
+                .post(p.url("/cache_management?action=info"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(info["cache_size"], 0, "{info}");
+        }
+    });
+}
+
+#[test]
+fn a_replica_killed_mid_upload_loses_no_window() {
+    let redis = Redis::start();
+    // Many samples: each window is slow enough to kill A in the middle.
+    let (a, b) = (replica(&redis, 30), replica(&redis, 30));
+    runtime().block_on(async {
+        let http = client();
+        let (handle, n) = process(&http, &a).await;
+        let started = Instant::now();
+        while metric(&http, &a, "glurpc_windows_claimed_total").await < 1.0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "A never claimed a window"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        a.kill();
+        let all: Vec<i64> = (-(n - 1)..=0).collect();
+        assert_eq!(stream_all(b.grpc.clone().unwrap(), handle, n).await, all);
+        assert!(
+            metric(&http, &b, "glurpc_windows_reclaimed_total").await > 0.0,
+            "B took over A's windows"
+        );
+    });
+}
+
+#[test]
+fn redis_restarted_mid_upload_still_delivers_every_window() {
+    let mut redis = Redis::start();
+    let port = redis.port;
+    let (a, b) = (replica(&redis, 30), replica(&redis, 30));
+    runtime().block_on(async {
+        let http = client();
+        let (handle, n) = process(&http, &a).await;
+        // B has the upload in memory before Redis goes.
+        assert_eq!(png(&http, &b, &handle, -3).await.0, 200);
+        let streaming = tokio::spawn(stream_all(b.grpc.clone().unwrap(), handle.clone(), n));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        redis.kill();
+        // Requests while Redis is away answer, never hang.
+        let t = Instant::now();
+        let (status, _) = png(&http, &b, &handle, -5).await;
+        assert_eq!(status, 200);
+        assert!(t.elapsed() < Duration::from_secs(30));
+        let health: Value = http
+            .get(b.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(health["status"], "degraded", "{health}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let _redis = Redis::on(port);
+        let seen = streaming.await.unwrap();
+        assert_eq!(seen, (-(n - 1)..=0).collect::<Vec<_>>());
+        let started = Instant::now();
+        loop {
+            let health: Value = http
+                .get(b.url("/health"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if health["status"] == "ok" {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "still degraded: {health}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        drop(a);
+    });
+}
