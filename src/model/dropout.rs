@@ -1,6 +1,9 @@
 //! Dropout masks: off, drawn from our own seeded RNG (one stream per batch
 //! row, so a row's masks never depend on the rest of its batch), or injected
-//! in call order (parity tests against recorded PyTorch masks).
+//! in call order (parity tests against recorded PyTorch masks). The seeded
+//! source can also multiply its draws straight into the activations
+//! ([`MaskSource::apply`]): the same draws and products as building
+//! the mask tensor, without it.
 
 use std::collections::VecDeque;
 
@@ -8,6 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
 use super::ModelError;
+use super::kernels;
 
 /// SplitMix64: seeds and per-stream mixing.
 pub fn splitmix64(x: u64) -> u64 {
@@ -62,6 +66,78 @@ pub trait MaskSource {
         p: f32,
         device: &Device,
     ) -> Result<Option<Tensor>, ModelError>;
+
+    /// `x · mask` for a dropout call without building the mask tensor, the
+    /// draws multiplied straight into a copy of `x` (the rows we hold, see
+    /// [`RowLayout`]): bit-identical to multiplying by [`MaskSource::mask`].
+    /// `None` when this source or tensor has no such path (another device,
+    /// gradients tracked, the fused CPU kernels off); the caller then asks
+    /// for the mask.
+    fn apply(
+        &mut self,
+        _x: &Tensor,
+        _p: f32,
+        _layout: RowLayout,
+    ) -> Option<Result<Tensor, ModelError>> {
+        None
+    }
+}
+
+/// Where one dropout call's draws land in the activations we hold: each
+/// batch row is `held × channels` (tokens `start..start + held` of
+/// `tokens`), while torch's call saw the row as `tokens × channels`, or as
+/// `channels × tokens` when `channels_first`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowLayout {
+    /// Tokens in torch's call (the full sequence).
+    pub tokens: usize,
+    /// First token held.
+    pub start: usize,
+    /// Tokens held.
+    pub held: usize,
+    /// Channels.
+    pub channels: usize,
+    /// Torch saw (channels, tokens) per row.
+    pub channels_first: bool,
+}
+
+/// Fills `keep` (one flag per element of torch's row, in its order) from
+/// one stream exactly as [`RowRng::mask`] draws: each draw's low then high
+/// 32 bits (a row's odd last half left unused).
+fn draw_row(keep: &mut [bool], rng: &mut Rng, threshold: u64) {
+    for pair in keep.chunks_mut(2) {
+        let bits = rng.next_u64();
+        for (k, half) in pair.iter_mut().zip([bits & 0xFFFF_FFFF, bits >> 32]) {
+            *k = half >= threshold;
+        }
+    }
+}
+
+/// Applies one row's mask to its `held × channels` block: the flags drawn
+/// first (torch's order), then multiplied in our layout (reading the
+/// flags transposed for channels-first, never writing `x` at a stride).
+fn apply_row(
+    x: &mut [f32],
+    keep: &mut [bool],
+    rng: &mut Rng,
+    threshold: u64,
+    scale: f32,
+    l: RowLayout,
+) {
+    draw_row(keep, rng, threshold);
+    let c = l.channels;
+    for (i, row) in x.chunks_mut(c.max(1)).enumerate() {
+        let t = l.start + i;
+        if l.channels_first {
+            for (ch, v) in row.iter_mut().enumerate() {
+                *v *= if keep[ch * l.tokens + t] { scale } else { 0.0 };
+            }
+        } else {
+            for (v, k) in row.iter_mut().zip(&keep[t * c..(t + 1) * c]) {
+                *v *= if *k { scale } else { 0.0 };
+            }
+        }
+    }
 }
 
 /// Dropout off (eval).
@@ -141,6 +217,38 @@ impl MaskSource for RowRng {
             });
         Ok(Some(Tensor::from_vec(data, shape, device)?))
     }
+
+    fn apply(&mut self, x: &Tensor, p: f32, l: RowLayout) -> Option<Result<Tensor, ModelError>> {
+        if !kernels::on_cpu(x.device()) || x.track_op() || x.rank() != 3 {
+            return None;
+        }
+        if p <= 0.0 {
+            return Some(Ok(x.clone()));
+        }
+        let per_row = l.held * l.channels;
+        if x.elem_count() != per_row * self.rows.len() || l.start + l.held > l.tokens {
+            return Some(Err(ModelError::Input(format!(
+                "dropout on {:?} for {} streams of {l:?}",
+                x.dims(),
+                self.rows.len()
+            ))));
+        }
+        let scale = 1.0 / (1.0 - p);
+        let threshold = (p as f64 * 4_294_967_296.0) as u64;
+        let rows = &mut self.rows;
+        let out = kernels::with_slice(x, |s| {
+            let mut data = s.to_vec();
+            data.par_chunks_mut(per_row.max(1))
+                .zip(rows.par_iter_mut())
+                .for_each_init(
+                    || vec![false; l.tokens * l.channels],
+                    |keep, (row, rng)| apply_row(row, keep, rng, threshold, scale, l),
+                );
+            Ok(data)
+        })
+        .and_then(|data| Ok(Tensor::from_vec(data, x.dims(), x.device())?));
+        Some(out)
+    }
 }
 
 /// Recorded keep masks (u8 or float 0/1), consumed in call order.
@@ -211,6 +319,63 @@ mod tests {
         assert!((kept - 0.8).abs() < 0.01, "{kept}");
         assert!(v.iter().all(|x| *x == 0.0 || *x == 1.25));
         assert!(src.mask(&[3, 5], 0.2, &Device::Cpu).is_err());
+    }
+
+    #[test]
+    fn applying_equals_multiplying_by_the_mask() {
+        // Odd row sizes (a half draw left over), both layouts, all rows or
+        // only the last tokens held.
+        for (tokens, channels) in [(7, 5), (6, 4), (1, 3)] {
+            for channels_first in [false, true] {
+                for start in [0, tokens - 1, tokens / 2] {
+                    let held = tokens - start;
+                    let seeds = [5, 6, 7];
+                    let torch: Vec<usize> = if channels_first {
+                        vec![3, channels, tokens]
+                    } else {
+                        vec![3, tokens, channels]
+                    };
+                    let m = RowRng::new(seeds)
+                        .mask(&torch, 0.3, &Device::Cpu)
+                        .unwrap()
+                        .unwrap();
+                    let m: Vec<f32> = m.flatten_all().unwrap().to_vec1().unwrap();
+                    let x: Vec<f32> = (0..3 * held * channels)
+                        .map(|i| i as f32 * 0.37 - 2.0)
+                        .collect();
+                    let mut want = x.clone();
+                    for b in 0..3 {
+                        for t in 0..held {
+                            for c in 0..channels {
+                                let e = if channels_first {
+                                    c * tokens + t + start
+                                } else {
+                                    (t + start) * channels + c
+                                };
+                                want[(b * held + t) * channels + c] *= m[b * tokens * channels + e];
+                            }
+                        }
+                    }
+                    let l = RowLayout {
+                        tokens,
+                        start,
+                        held,
+                        channels,
+                        channels_first,
+                    };
+                    let x = Tensor::from_vec(x, (3, held, channels), &Device::Cpu).unwrap();
+                    let got: Vec<f32> = RowRng::new(seeds)
+                        .apply(&x, 0.3, l)
+                        .unwrap()
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap();
+                    assert_eq!(got, want, "{tokens}x{channels} {channels_first} {start}");
+                }
+            }
+        }
     }
 
     #[test]

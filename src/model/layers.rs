@@ -9,7 +9,7 @@ use candle_core::{Device, Tensor};
 use glurpc_gemm::PackedWeights;
 
 use super::ModelError;
-use super::dropout::MaskSource;
+use super::dropout::{MaskSource, RowLayout};
 use super::kernels::{self, AttentionShape};
 use super::weights::StateDict;
 
@@ -68,8 +68,10 @@ pub struct Rows {
     pub start: usize,
 }
 
-/// Applies dropout through the mask source. `channels_first` says the torch
-/// call saw the tensor as (B, C, T) while we hold (B, T, C).
+/// Applies dropout through the mask source (its draws multiplied straight
+/// into the activations where it can, [`MaskSource::apply`]; otherwise the
+/// mask tensor). `channels_first` says the torch call saw the tensor as
+/// (B, C, T) while we hold (B, T, C).
 pub(crate) fn dropout(
     x: Tensor,
     masks: &mut dyn MaskSource,
@@ -86,6 +88,18 @@ pub(crate) fn dropout(
         d[1] = t;
         d
     };
+    if dims.len() == 3 {
+        let layout = RowLayout {
+            tokens: t,
+            start: rows.map_or(0, |r| r.start),
+            held: dims[1],
+            channels: dims[2],
+            channels_first,
+        };
+        if let Some(y) = masks.apply(&x, p, layout) {
+            return y;
+        }
+    }
     let token_axis = if channels_first { 2 } else { 1 };
     let m = match masks.mask(&torch_shape, p, x.device())? {
         None => return Ok(x),
