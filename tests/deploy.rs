@@ -669,7 +669,7 @@ fn compose_services_settings_and_ports() {
         redis_cmd[i + 1].clone()
     };
     assert!(arg("--maxmemory").ends_with("mb"));
-    assert_eq!(arg("--maxmemory-policy"), "allkeys-lru");
+    assert_eq!(arg("--maxmemory-policy"), "volatile-lru");
 
     // Two glurpc replicas, their settings and command accepted by the binary.
     let services = compose_glurpc_services(c);
@@ -1021,7 +1021,7 @@ fn kubernetes_manifests() {
         .iter()
         .position(|a| a == "--maxmemory-policy")
         .unwrap();
-    assert_eq!(rargs[i + 1], "allkeys-lru");
+    assert_eq!(rargs[i + 1], "volatile-lru");
     let i = rargs.iter().position(|a| a == "--maxmemory").unwrap();
     let maxmemory = mib(&rargs[i + 1]);
     let redis_limit = mib(&s(&rctr["resources"]["limits"]["memory"]).unwrap());
@@ -1255,7 +1255,7 @@ fn redis_accepts_the_deploy_arguments() {
         .collect();
     assert_eq!(cmd.remove(0), "redis-server");
     let c = redis_with(&cmd);
-    assert_eq!(c["maxmemory-policy"], "allkeys-lru");
+    assert_eq!(c["maxmemory-policy"], "volatile-lru");
     assert_eq!(c["maxmemory"], (512u64 << 20).to_string());
     assert_eq!((c["appendonly"].as_str(), c["save"].as_str()), ("no", ""));
 
@@ -1269,7 +1269,7 @@ fn redis_accepts_the_deploy_arguments() {
         .collect();
     assert!(args[0].starts_with('-'), "{args:?}");
     let k = redis_with(&args);
-    assert_eq!(k["maxmemory-policy"], "allkeys-lru");
+    assert_eq!(k["maxmemory-policy"], "volatile-lru");
     assert_eq!(k["appendonly"], "yes");
     assert_eq!(k["maxmemory"], (512u64 << 20).to_string());
 }

@@ -99,6 +99,8 @@ pub struct Running {
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
     health: Option<HealthReporter>,
+    /// The SingularityNET service id reported by `grpc.health.v1`.
+    snet_service_id: String,
     grace: Duration,
 }
 
@@ -117,6 +119,7 @@ pub async fn start(svc: Service, cfg: &ServerConfig) -> Result<Running, ServeErr
         stop,
         tasks: Vec::new(),
         health: None,
+        snet_service_id: cfg.snet_service_id.clone(),
         grace: cfg.shutdown_grace,
     };
     if let Some(port) = cfg.grpc_port {
@@ -296,7 +299,8 @@ impl Running {
     pub async fn shutdown(self) {
         tracing::info!(grace_s = self.grace.as_secs_f64(), "shutting down");
         if let Some(h) = &self.health {
-            for name in ["", GRPC_SERVICE] {
+            // The daemon's heartbeat asks for the service id: it sees the drain too.
+            for name in ["", GRPC_SERVICE, self.snet_service_id.as_str()] {
                 h.set_service_status(name, ServingStatus::NotServing).await;
             }
         }

@@ -177,6 +177,11 @@ impl Cluster {
         }
     }
 
+    /// True when this replica holds the lease `name`.
+    fn holds(&self, name: &str) -> bool {
+        matches!(self.shared.get(name), Ok(Some(h)) if h == self.replica.as_bytes())
+    }
+
     /// The forecast of `key` in Redis.
     fn forecast(&self, key: &WindowKey, version: u64) -> Option<WindowForecast> {
         let name = format!("fc:{}", window_name(key));
@@ -290,6 +295,15 @@ impl Inner {
         }
     }
 
+    /// Takes the lease of `key` for this replica: false when another
+    /// replica holds it (it computes the window). Without Redis, or when
+    /// Redis does not answer, true: the window is computed here.
+    pub(crate) fn lease_window(&self, key: &WindowKey) -> bool {
+        let Some(c) = &self.cluster else { return true };
+        let name = format!("lease:{}", window_name(key));
+        !matches!(c.shared.lease(&name, &c.replica, c.lease), Ok(false))
+    }
+
     /// Acknowledges the work items of a window that could not be computed
     /// (it is computed again when someone asks for it), and frees its lease.
     pub(crate) fn give_up_shared(&self, key: &WindowKey) {
@@ -322,11 +336,12 @@ impl Inner {
                 self.forecasts.insert(key.clone(), f.clone());
                 return Some(f);
             }
-            match c
-                .shared
-                .lease(&format!("lease:{name}"), &c.replica, c.lease)
-            {
+            let lease = format!("lease:{name}");
+            match c.shared.lease(&lease, &c.replica, c.lease) {
                 Ok(true) | Err(_) => return None,
+                // This replica's puller holds it: the request's job merges
+                // with the queued one and raises its priority.
+                Ok(false) if c.holds(&lease) => return None,
                 Ok(false) if Instant::now() >= deadline || self.jobs.is_closed() => return None,
                 Ok(false) => std::thread::sleep(POLL),
             }

@@ -169,6 +169,8 @@ impl Inner {
             if self.share_work(upload, &rest, priority) {
                 missing.retain(|k| k.target == first);
             }
+            // Window 0 too is computed once across replicas.
+            missing.retain(|k| self.lease_window(k));
         } else if self.cluster.is_some() && self.share_work(upload, &missing, priority) {
             missing.clear();
         }
