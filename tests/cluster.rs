@@ -63,17 +63,18 @@ async fn metric(http: &reqwest::Client, p: &Process, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The JSON answer of a request.
+async fn json(r: reqwest::RequestBuilder) -> Value {
+    r.send().await.unwrap().json().await.unwrap()
+}
+
 async fn process(http: &reqwest::Client, p: &Process) -> (String, i64) {
     let raw = common::dexcom_14d();
-    let v: Value = http
-        .post(p.url("/process_unified"))
-        .json(&json!({"csv_base64": b64(&raw)}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = json(
+        http.post(p.url("/process_unified"))
+            .json(&json!({"csv_base64": b64(&raw)})),
+    )
+    .await;
     (
         v["handle"].as_str().unwrap().to_string(),
         v["total_samples"].as_i64().unwrap(),
@@ -176,26 +177,12 @@ fn three_replicas_share_one_upload_and_one_flush() {
             all
         );
         // A flush on A empties B's and C's view.
-        let r: Value = http
-            .post(a.url("/cache_management?action=flush"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r = json(http.post(a.url("/cache_management?action=flush"))).await;
         assert_eq!(r["success"], true);
         tokio::time::sleep(Duration::from_millis(500)).await;
         for p in [&b, &c] {
             assert_eq!(png(&http, p, &handle, 0).await.0, 404);
-            let info: Value = http
-                .post(p.url("/cache_management?action=info"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let info = json(http.post(p.url("/cache_management?action=info"))).await;
             assert_eq!(info["cache_size"], 0, "{info}");
         }
     });
@@ -245,14 +232,7 @@ fn redis_restarted_mid_upload_still_delivers_every_window() {
         let (status, _) = png(&http, &b, &handle, -5).await;
         assert_eq!(status, 200);
         assert!(t.elapsed() < Duration::from_secs(30));
-        let health: Value = http
-            .get(b.url("/health"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let health = json(http.get(b.url("/health"))).await;
         assert_eq!(health["status"], "degraded", "{health}");
         tokio::time::sleep(Duration::from_secs(1)).await;
         let _redis = Redis::on(port);
@@ -260,14 +240,7 @@ fn redis_restarted_mid_upload_still_delivers_every_window() {
         assert_eq!(seen, (-(n - 1)..=0).collect::<Vec<_>>());
         let started = Instant::now();
         loop {
-            let health: Value = http
-                .get(b.url("/health"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let health = json(http.get(b.url("/health"))).await;
             if health["status"] == "ok" {
                 break;
             }
