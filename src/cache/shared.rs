@@ -168,6 +168,8 @@ pub struct Shared {
     reachable: Arc<AtomicBool>,
     counters: Arc<Counters>,
     deferred: Deferred,
+    /// Work streams whose consumer group is known to exist.
+    groups: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Shared {
@@ -199,6 +201,7 @@ impl Shared {
             reachable: Arc::new(AtomicBool::new(true)),
             counters: Arc::default(),
             deferred: Arc::default(),
+            groups: Arc::default(),
         };
         let _: String = shared.call(|mut c| async move { c.ping().await })?;
         // Holds no `Shared` (that would keep the thread alive forever).
@@ -398,42 +401,54 @@ impl Shared {
     ) -> Result<Vec<Pulled>, SharedError> {
         for &p in priorities {
             let stream = self.stream(p);
-            self.ensure_group(&stream)?;
+            let known = self.groups.lock().is_ok_and(|g| g.contains(&stream));
+            if !known {
+                self.ensure_group(&stream)?;
+                if let Ok(mut g) = self.groups.lock() {
+                    g.insert(stream.clone());
+                }
+            }
             let (s, who) = (stream.clone(), consumer.to_string());
             let idle = lease.as_millis() as u64;
-            let claimed: Value = self.call(|mut c| async move {
-                redis::cmd("XAUTOCLAIM")
-                    .arg(s)
+            // Items held past the lease, then new ones: one round trip.
+            let replies: Result<(Value, Value), SharedError> = self.call(|mut c| async move {
+                redis::pipe()
+                    .cmd("XAUTOCLAIM")
+                    .arg(&s)
                     .arg(GROUP)
-                    .arg(who)
+                    .arg(&who)
                     .arg(idle)
                     .arg("0-0")
                     .arg("COUNT")
                     .arg(count)
-                    .query_async(&mut c)
-                    .await
-            })?;
-            let reclaimed = entries(&claimed, 1, p, true);
-            if !reclaimed.is_empty() {
-                return Ok(reclaimed);
-            }
-            let (s, who) = (stream.clone(), consumer.to_string());
-            let read: Value = self.call(|mut c| async move {
-                redis::cmd("XREADGROUP")
+                    .cmd("XREADGROUP")
                     .arg("GROUP")
                     .arg(GROUP)
-                    .arg(who)
+                    .arg(&who)
                     .arg("COUNT")
                     .arg(count)
                     .arg("STREAMS")
-                    .arg(s)
+                    .arg(&s)
                     .arg(">")
                     .query_async(&mut c)
                     .await
-            })?;
-            let fresh = read_entries(&read, p);
-            if !fresh.is_empty() {
-                return Ok(fresh);
+            });
+            let (claimed, read) = match replies {
+                Ok(r) => r,
+                Err(e) => {
+                    // The stream was flushed away: make the group again next time.
+                    if matches!(&e, SharedError::Redis(m) if m.contains("NOGROUP"))
+                        && let Ok(mut g) = self.groups.lock()
+                    {
+                        g.remove(&stream);
+                    }
+                    return Err(e);
+                }
+            };
+            let mut items = entries(&claimed, 1, p, true);
+            items.extend(read_entries(&read, p));
+            if !items.is_empty() {
+                return Ok(items);
             }
         }
         Ok(Vec::new())

@@ -43,6 +43,9 @@ pub(crate) struct Cluster {
     acks: Mutex<HashMap<String, Vec<(u8, String)>>>,
     claimed: AtomicU64,
     reclaimed: AtomicU64,
+    /// Set when work was queued (here, or elsewhere as said on the control
+    /// channel): the puller looks at once instead of at its next poll.
+    work: (Mutex<bool>, std::sync::Condvar),
 }
 
 /// The cluster figures of `/metrics` and `/health`.
@@ -165,6 +168,7 @@ impl Cluster {
             acks: Mutex::default(),
             claimed: AtomicU64::new(0),
             reclaimed: AtomicU64::new(0),
+            work: (Mutex::new(false), std::sync::Condvar::new()),
         }
     }
 
@@ -180,6 +184,24 @@ impl Cluster {
     /// True when this replica holds the lease `name`.
     fn holds(&self, name: &str) -> bool {
         matches!(self.shared.get(name), Ok(Some(h)) if h == self.replica.as_bytes())
+    }
+
+    /// Wakes the puller: work was queued.
+    fn wake(&self) {
+        if let Ok(mut w) = self.work.0.lock() {
+            *w = true;
+            self.work.1.notify_all();
+        }
+    }
+
+    /// Waits at most `d` for [`Cluster::wake`].
+    fn nap(&self, d: Duration) {
+        if let Ok(w) = self.work.0.lock() {
+            let waited = self.work.1.wait_timeout_while(w, d, |woken| !*woken);
+            if let Ok((mut w, _)) = waited {
+                *w = false;
+            }
+        }
     }
 
     /// The forecast of `key` in Redis.
@@ -259,7 +281,10 @@ impl Inner {
             Ok(true) => {
                 let items: Vec<String> = keys.iter().map(window_name).collect();
                 let queued = c.shared.enqueue(priority, &items).is_ok();
-                if !queued {
+                if queued {
+                    c.wake();
+                    let _ = c.shared.publish("work");
+                } else {
                     let _ = c.shared.delete(&[marker]);
                 }
                 queued
@@ -393,6 +418,11 @@ impl Inner {
         let (action, handle) = message.split_once(' ').unwrap_or((message, ""));
         let drop_upload = |u: Arc<Upload>| u.retire();
         match action {
+            "work" => {
+                if let Some(c) = &self.cluster {
+                    c.wake();
+                }
+            }
             "flush" => {
                 for key in self.uploads.keys_where(|_| true) {
                     if let Some(u) = self.uploads.remove(&key) {
@@ -436,7 +466,7 @@ impl Inner {
                 }
             };
             if items.is_empty() {
-                std::thread::sleep(POLL);
+                c.nap(POLL);
                 continue;
             }
             for item in items {
