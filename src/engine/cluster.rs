@@ -279,6 +279,8 @@ impl Inner {
         match c.shared.lease(&marker, &c.replica, c.shared.ttl()) {
             Ok(false) => true,
             Ok(true) => {
+                // The upload first: a replica woken by the items must find it.
+                self.share_upload(upload);
                 let items: Vec<String> = keys.iter().map(window_name).collect();
                 let queued = c.shared.enqueue(priority, &items).is_ok();
                 if queued {
