@@ -4,8 +4,10 @@
 //! computed exactly once across replicas (their `glurpc_windows_inferred_total`
 //! sum to N) and by more than one of them; a replica killed mid-upload
 //! loses nothing another cannot finish; Redis restarted mid-upload still
-//! lets every window reach a stream; a flush on one replica empties the
-//! others' view.
+//! lets every window reach a stream, and gets the upload and its unfinished
+//! windows back from the replicas; a flush on one replica empties the
+//! others' view; replicas share through a Redis that speaks only TLS and
+//! checks their certificates (made with the `openssl` command).
 
 mod common;
 
@@ -235,9 +237,19 @@ fn redis_restarted_mid_upload_still_delivers_every_window() {
         let health = json(http.get(b.url("/health"))).await;
         assert_eq!(health["status"], "degraded", "{health}");
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let _redis = Redis::on(port);
+        let redis = Redis::on(port);
         let seen = streaming.await.unwrap();
         assert_eq!(seen, (-(n - 1)..=0).collect::<Vec<_>>());
+        // The restarted Redis was empty: the replicas shared the upload again
+        // and put its unfinished windows back on the streams, so a replica
+        // that never saw it before the restart draws it too.
+        let requeued = metric(&http, &a, "glurpc_windows_requeued_total").await
+            + metric(&http, &b, "glurpc_windows_requeued_total").await;
+        assert!(requeued > 0.0, "no window was queued again");
+        let c = replica(&redis, 30);
+        let (status, from_c) = png(&http, &c, &handle, -7).await;
+        assert_eq!(status, 200);
+        assert_eq!(from_c, png(&http, &b, &handle, -7).await.1);
         let started = Instant::now();
         loop {
             let health = json(http.get(b.url("/health"))).await;
@@ -251,5 +263,83 @@ fn redis_restarted_mid_upload_still_delivers_every_window() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         drop(a);
+    });
+}
+
+/// `glurpc serve` with the small model on the TLS Redis `url`, with `tls`
+/// arguments (certificates).
+fn tls_replica(url: &str, tls: &[&std::path::Path]) -> std::process::Command {
+    let mut cmd = serve_command(std::path::Path::new(env!("CARGO_BIN_EXE_glurpc")));
+    cmd.arg("--model")
+        .arg(common::data_dir().join("model/small"))
+        .args(["--enable-cache-persistence", "false", "--samples", "3"])
+        .args(["--redis-url", url]);
+    for (flag, file) in ["--redis-ca-file", "--redis-cert-file", "--redis-key-file"]
+        .iter()
+        .zip(tls)
+    {
+        cmd.arg(flag).arg(file);
+    }
+    cmd
+}
+
+/// Runs `cmd`, which must refuse to start: its exit code and standard error.
+fn refused(mut cmd: std::process::Command) -> (Option<i32>, String) {
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            child.kill().unwrap();
+            panic!("it started (or hung) instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn replicas_share_through_a_redis_that_speaks_only_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = common::redis::TlsFiles::make(dir.path());
+    let redis = Redis::tls(&files);
+    let url = redis.tls_url();
+    let (ca, cert, key) = (
+        files.ca.as_path(),
+        files.client.0.as_path(),
+        files.client.1.as_path(),
+    );
+    // A server certificate of an unknown CA is not trusted: refused at start.
+    let (code, err) = refused(tls_replica(&url, &[]));
+    assert_eq!(code, Some(69), "{err}");
+    assert!(err.contains("Redis"), "{err}");
+    // Trusted, but this Redis wants a client certificate.
+    let (code, err) = refused(tls_replica(&url, &[ca]));
+    assert_eq!(code, Some(69), "{err}");
+    // TLS certificates with a plain redis:// URL: a clear refusal.
+    let plain = url.replace("rediss://", "redis://");
+    let (code, err) = refused(tls_replica(&plain, &[ca, cert, key]));
+    assert_eq!(code, Some(69), "{err}");
+    assert!(err.contains("rediss://"), "{err}");
+    // With both, two replicas share one upload over TLS.
+    let a = Process::start(tls_replica(&url, &[ca, cert, key]));
+    let b = Process::start(tls_replica(&url, &[ca, cert, key]));
+    runtime().block_on(async {
+        let http = client();
+        let (handle, _) = process(&http, &a).await;
+        let (sa, pa) = png(&http, &a, &handle, -2).await;
+        let (sb, pb) = png(&http, &b, &handle, -2).await;
+        assert_eq!((sa, sb), (200, 200));
+        assert!(pa == pb, "the replicas drew different plots");
+        assert_eq!(metric(&http, &b, "glurpc_shared_store_up").await, 1.0);
+        let health = json(http.get(b.url("/health"))).await;
+        assert_eq!(health["status"], "ok", "{health}");
     });
 }

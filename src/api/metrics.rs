@@ -432,6 +432,12 @@ fn encode_cluster(enc: &mut DescriptorEncoder, cl: &ClusterFigures) -> Result<()
     )?;
     one(
         enc,
+        "glurpc_windows_requeued",
+        "Windows this replica put back on the shared streams after Redis restarted.",
+        counter(cl.requeued),
+    )?;
+    one(
+        enc,
         "glurpc_shared_store_errors",
         "Redis operations that failed or timed out.",
         counter(cl.store.errors),

@@ -16,11 +16,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
+use redis::AsyncCommands as _;
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands as _, Value};
 
+mod keeper;
 mod reply;
-use reply::{entries, read_entries};
+mod streams;
+use keeper::{Keeper, run_id};
 
 /// Writes kept while Redis is away: `(key, value)`, oldest first.
 type Deferred = Arc<Mutex<VecDeque<(String, Vec<u8>)>>>;
@@ -45,11 +47,40 @@ pub enum SharedError {
     Timeout(Duration),
 }
 
+/// Certificates for a `rediss://` (TLS) Redis, PEM. Without them the
+/// system's roots (and Mozilla's, for images without any) verify the server.
+#[derive(Clone, Default)]
+pub struct RedisTls {
+    /// Root certificates that verify the server (a private CA).
+    pub ca: Option<Vec<u8>>,
+    /// This replica's certificate and private key, for a Redis that
+    /// authenticates its clients (`tls-auth-clients yes`).
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for RedisTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("RedisTls")
+            .field("ca", &self.ca.is_some())
+            .field("client", &self.client.is_some())
+            .finish()
+    }
+}
+
+impl RedisTls {
+    fn is_set(&self) -> bool {
+        self.ca.is_some() || self.client.is_some()
+    }
+}
+
 /// How to reach Redis.
 #[derive(Debug, Clone)]
 pub struct SharedConfig {
-    /// `redis://host:port/db`.
+    /// `redis://host:port/db`, or `rediss://` for TLS.
     pub url: String,
+    /// Certificates for `rediss://`.
+    pub tls: RedisTls,
     /// Key prefix (the model's fingerprint keeps models apart).
     pub prefix: String,
     /// Time to live of values.
@@ -158,6 +189,30 @@ impl Drop for Io {
     }
 }
 
+/// The client for `cfg`'s URL, with its certificates.
+fn open(cfg: &SharedConfig) -> Result<redis::Client, SharedError> {
+    if !cfg.tls.is_set() {
+        let bad = |e: redis::RedisError| SharedError::Redis(format!("bad URL: {e}"));
+        return redis::Client::open(cfg.url.as_str()).map_err(bad);
+    }
+    if !cfg.url.starts_with("rediss://") {
+        return Err(SharedError::Redis(
+            "TLS certificates were given for a redis:// URL (use rediss://)".into(),
+        ));
+    }
+    let certs = redis::TlsCertificates {
+        client_tls: cfg.tls.client.clone().map(|(client_cert, client_key)| {
+            redis::ClientTlsConfig {
+                client_cert,
+                client_key,
+            }
+        }),
+        root_cert: cfg.tls.ca.clone(),
+    };
+    redis::Client::build_with_tls(cfg.url.as_str(), certs)
+        .map_err(|e| SharedError::Redis(format!("bad URL or TLS certificates: {e}")))
+}
+
 /// The Redis client: cheap to clone.
 #[derive(Clone)]
 pub struct Shared {
@@ -169,8 +224,13 @@ pub struct Shared {
     counters: Arc<Counters>,
     deferred: Deferred,
     /// Work streams whose consumer group is known to exist.
-    groups: Arc<Mutex<std::collections::HashSet<String>>>,
+    groups: Groups,
+    /// Times Redis was seen to restart (its `run_id` changed).
+    restarts: Arc<AtomicU64>,
 }
+
+/// Work streams whose consumer group is known to exist.
+type Groups = Arc<Mutex<std::collections::HashSet<String>>>;
 
 impl Shared {
     /// Connects (refusing when Redis does not answer a `PING` within the
@@ -178,8 +238,7 @@ impl Shared {
     /// and writes back what was deferred.
     pub fn connect(cfg: SharedConfig) -> Result<Shared, SharedError> {
         let io = Io::start()?;
-        let client = redis::Client::open(cfg.url.as_str())
-            .map_err(|e| SharedError::Redis(format!("bad URL {:?}: {e}", cfg.url)))?;
+        let client = open(&cfg)?;
         let manager = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(cfg.timeout))
             .set_response_timeout(Some(cfg.timeout))
@@ -202,8 +261,11 @@ impl Shared {
             counters: Arc::default(),
             deferred: Arc::default(),
             groups: Arc::default(),
+            restarts: Arc::default(),
         };
-        let _: String = shared.call(|mut c| async move { c.ping().await })?;
+        let info: String = shared.call(|mut c| async move {
+            redis::cmd("INFO").arg("server").query_async(&mut c).await
+        })?;
         // Holds no `Shared` (that would keep the thread alive forever).
         let keeper = Keeper {
             conn: shared.conn.clone(),
@@ -211,11 +273,14 @@ impl Shared {
             reachable: shared.reachable.clone(),
             counters: shared.counters.clone(),
             deferred: shared.deferred.clone(),
+            groups: shared.groups.clone(),
+            restarts: shared.restarts.clone(),
         };
+        let mut run_id = run_id(&info);
         shared.io.handle.spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                keeper.keep_up().await;
+                keeper.keep_up(&mut run_id).await;
             }
         });
         Ok(shared)
@@ -238,6 +303,12 @@ impl Shared {
     /// True when the last operation or ping succeeded.
     pub fn reachable(&self) -> bool {
         self.reachable.load(Ordering::Relaxed)
+    }
+
+    /// How many times Redis was seen to restart since [`Shared::connect`]
+    /// (its `run_id` changed): what it held may be gone.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
     }
 
     /// The operation figures.
@@ -288,6 +359,12 @@ impl Shared {
         self.call(|mut c| async move { c.get(key).await })
     }
 
+    /// True when a value is stored under `name`.
+    pub fn exists(&self, name: &str) -> Result<bool, SharedError> {
+        let key = self.key(name);
+        self.call(|mut c| async move { c.exists(key).await })
+    }
+
     /// The values under `names`, in order.
     pub fn get_many(&self, names: &[String]) -> Result<Vec<Option<Vec<u8>>>, SharedError> {
         if names.is_empty() {
@@ -314,6 +391,67 @@ impl Shared {
                 d.pop_front();
             }
             d.push_back((self.key(name), value.to_vec()));
+        }
+    }
+
+    /// Stores a finished result (as [`Shared::set_or_defer`]), frees the
+    /// lease `release` and acknowledges the work items `acks` (priority,
+    /// entry id) that it answers, in one round trip.
+    pub fn store_done(&self, name: &str, value: &[u8], release: &str, acks: &[(u8, String)]) {
+        let (key, lease) = (self.key(name), self.key(release));
+        let items: Vec<(String, String)> = acks
+            .iter()
+            .map(|(p, id)| (self.stream(*p), id.clone()))
+            .collect();
+        let ttl = self.cfg.ttl.as_secs().max(1);
+        let v = value.to_vec();
+        let k = key.clone();
+        let wrote = self.call(|mut c| async move {
+            let mut pipe = redis::pipe();
+            pipe.set_ex(&k, v, ttl).ignore().unlink(&lease).ignore();
+            for (stream, id) in &items {
+                pipe.cmd("XACK").arg(stream).arg(GROUP).arg(id).ignore();
+                pipe.cmd("XDEL").arg(stream).arg(id).ignore();
+            }
+            pipe.query_async::<()>(&mut c).await
+        });
+        if wrote.is_err()
+            && let Ok(mut d) = self.deferred.lock()
+        {
+            if d.len() >= DEFERRED_MAX {
+                d.pop_front();
+            }
+            d.push_back((key, value.to_vec()));
+        }
+    }
+
+    /// [`Shared::set_or_defer`] for many values, in one round trip.
+    pub fn set_many_or_defer(&self, values: Vec<(String, Vec<u8>)>) {
+        if values.is_empty() {
+            return;
+        }
+        let keyed: Vec<(String, Vec<u8>)> = values
+            .into_iter()
+            .map(|(name, value)| (self.key(&name), value))
+            .collect();
+        let ttl = self.cfg.ttl.as_secs().max(1);
+        let batch = keyed.clone();
+        let wrote = self.call(|mut c| async move {
+            let mut pipe = redis::pipe();
+            for (key, value) in &batch {
+                pipe.set_ex(key, value, ttl).ignore();
+            }
+            pipe.query_async::<()>(&mut c).await
+        });
+        if wrote.is_err()
+            && let Ok(mut d) = self.deferred.lock()
+        {
+            for kv in keyed {
+                if d.len() >= DEFERRED_MAX {
+                    d.pop_front();
+                }
+                d.push_back(kv);
+            }
         }
     }
 
@@ -369,133 +507,6 @@ impl Shared {
         })
     }
 
-    /// Appends `payloads` to the work stream of `priority`.
-    pub fn enqueue(&self, priority: u8, payloads: &[String]) -> Result<(), SharedError> {
-        if payloads.is_empty() {
-            return Ok(());
-        }
-        let stream = self.stream(priority);
-        let payloads = payloads.to_vec();
-        self.call(|mut c| async move {
-            let mut pipe = redis::pipe();
-            for p in &payloads {
-                pipe.cmd("XADD")
-                    .arg(&stream)
-                    .arg("*")
-                    .arg("w")
-                    .arg(p)
-                    .ignore();
-            }
-            pipe.query_async::<()>(&mut c).await
-        })
-    }
-
-    /// Up to `count` work items for `consumer`, most urgent priority first:
-    /// items another consumer held past `lease` before new ones.
-    pub fn pull(
-        &self,
-        consumer: &str,
-        count: usize,
-        lease: Duration,
-        priorities: &[u8],
-    ) -> Result<Vec<Pulled>, SharedError> {
-        for &p in priorities {
-            let stream = self.stream(p);
-            let known = self.groups.lock().is_ok_and(|g| g.contains(&stream));
-            if !known {
-                self.ensure_group(&stream)?;
-                if let Ok(mut g) = self.groups.lock() {
-                    g.insert(stream.clone());
-                }
-            }
-            let (s, who) = (stream.clone(), consumer.to_string());
-            let idle = lease.as_millis() as u64;
-            // Items held past the lease, then new ones: one round trip.
-            let replies: Result<(Value, Value), SharedError> = self.call(|mut c| async move {
-                redis::pipe()
-                    .cmd("XAUTOCLAIM")
-                    .arg(&s)
-                    .arg(GROUP)
-                    .arg(&who)
-                    .arg(idle)
-                    .arg("0-0")
-                    .arg("COUNT")
-                    .arg(count)
-                    .cmd("XREADGROUP")
-                    .arg("GROUP")
-                    .arg(GROUP)
-                    .arg(&who)
-                    .arg("COUNT")
-                    .arg(count)
-                    .arg("STREAMS")
-                    .arg(&s)
-                    .arg(">")
-                    .query_async(&mut c)
-                    .await
-            });
-            let (claimed, read) = match replies {
-                Ok(r) => r,
-                Err(e) => {
-                    // The stream was flushed away: make the group again next time.
-                    if matches!(&e, SharedError::Redis(m) if m.contains("NOGROUP"))
-                        && let Ok(mut g) = self.groups.lock()
-                    {
-                        g.remove(&stream);
-                    }
-                    return Err(e);
-                }
-            };
-            let mut items = entries(&claimed, 1, p, true);
-            items.extend(read_entries(&read, p));
-            if !items.is_empty() {
-                return Ok(items);
-            }
-        }
-        Ok(Vec::new())
-    }
-
-    fn ensure_group(&self, stream: &str) -> Result<(), SharedError> {
-        let s = stream.to_string();
-        let created: Result<(), SharedError> = self.call(|mut c| async move {
-            redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(s)
-                .arg(GROUP)
-                .arg("0")
-                .arg("MKSTREAM")
-                .query_async(&mut c)
-                .await
-        });
-        match created {
-            Err(SharedError::Redis(m)) if m.contains("BUSYGROUP") => {
-                // Exists: the failure was an answer, not an outage.
-                self.reachable.store(true, Ordering::Relaxed);
-                self.counters.errors.fetch_sub(1, Ordering::Relaxed);
-                Ok(())
-            }
-            other => other,
-        }
-    }
-
-    /// Marks a work item done and removes it from its stream.
-    pub fn ack(&self, priority: u8, id: &str) -> Result<(), SharedError> {
-        let (stream, id) = (self.stream(priority), id.to_string());
-        self.call(|mut c| async move {
-            redis::pipe()
-                .cmd("XACK")
-                .arg(&stream)
-                .arg(GROUP)
-                .arg(&id)
-                .ignore()
-                .cmd("XDEL")
-                .arg(&stream)
-                .arg(&id)
-                .ignore()
-                .query_async::<()>(&mut c)
-                .await
-        })
-    }
-
     /// Publishes `message` on the control channel.
     pub fn publish(&self, message: &str) -> Result<(), SharedError> {
         let (channel, message) = (self.key("control"), message.to_string());
@@ -539,41 +550,4 @@ fn observe(counters: &Counters, reachable: &AtomicBool, took: Duration, ok: bool
         c.errors.fetch_add(1, Ordering::Relaxed);
     }
     reachable.store(ok, Ordering::Relaxed);
-}
-
-/// The background side: pings once a second and writes back what was
-/// deferred while Redis was away.
-struct Keeper {
-    conn: ConnectionManager,
-    cfg: Arc<SharedConfig>,
-    reachable: Arc<AtomicBool>,
-    counters: Arc<Counters>,
-    deferred: Deferred,
-}
-
-impl Keeper {
-    async fn keep_up(&self) {
-        let mut conn = self.conn.clone();
-        let started = Instant::now();
-        let ping: Result<Result<String, _>, _> =
-            tokio::time::timeout(self.cfg.timeout, conn.ping()).await;
-        let ok = matches!(ping, Ok(Ok(_)));
-        observe(&self.counters, &self.reachable, started.elapsed(), ok);
-        if !ok {
-            return;
-        }
-        loop {
-            let next = self.deferred.lock().ok().and_then(|mut d| d.pop_front());
-            let Some((key, value)) = next else { break };
-            let ttl = self.cfg.ttl.as_secs().max(1);
-            let wrote: Result<Result<(), _>, _> =
-                tokio::time::timeout(self.cfg.timeout, conn.set_ex(&key, &value, ttl)).await;
-            if !matches!(wrote, Ok(Ok(()))) {
-                if let Ok(mut d) = self.deferred.lock() {
-                    d.push_front((key, value));
-                }
-                break;
-            }
-        }
-    }
 }

@@ -12,6 +12,7 @@ use clap::Args;
 
 use crate::api::auth::ApiKeys;
 use crate::api::{self, ServerConfig, Service};
+use crate::cache::shared::RedisTls;
 use crate::engine::Engine;
 use crate::engine::config::SharedSettings;
 use crate::pipeline::WindowConfig;
@@ -146,10 +147,21 @@ pub struct ServeArgs {
     #[arg(long, env = "GLURPC_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
     /// Share uploads, forecasts and work with other replicas through this
-    /// Redis (`redis://host:6379/0`); the service refuses to start when it
-    /// does not answer. Unset: this process alone.
+    /// Redis (`redis://host:6379/0`, `rediss://` for TLS); the service
+    /// refuses to start when it does not answer. Unset: this process alone.
     #[arg(long, env = "GLURPC_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// PEM root certificates that verify a `rediss://` Redis (a private CA);
+    /// unset: the system's roots and Mozilla's.
+    #[arg(long, env = "GLURPC_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+    /// PEM certificate of this replica, for a Redis that authenticates its
+    /// TLS clients (with `--redis-key-file`).
+    #[arg(long, env = "GLURPC_REDIS_CERT_FILE", requires = "redis_key_file")]
+    pub redis_cert_file: Option<PathBuf>,
+    /// PEM private key of `--redis-cert-file`.
+    #[arg(long, env = "GLURPC_REDIS_KEY_FILE", requires = "redis_cert_file")]
+    pub redis_key_file: Option<PathBuf>,
     /// Seconds shared uploads and forecasts live in Redis (its `maxmemory`
     /// policy may evict them sooner).
     #[arg(long, env = "GLURPC_REDIS_TTL_S", default_value_t = 86_400)]
@@ -180,6 +192,21 @@ fn cors_origins(args: &ServeArgs) -> impl Iterator<Item = &String> {
 fn seconds(name: &str, s: f64) -> Result<Duration> {
     Duration::try_from_secs_f64(s)
         .with_context(|| format!("{name} must be a non-negative number of seconds"))
+}
+
+/// The certificates of `--redis-ca-file`, `--redis-cert-file` and
+/// `--redis-key-file`, read.
+fn redis_tls(args: &ServeArgs) -> Result<RedisTls> {
+    let read =
+        |p: &PathBuf| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    let client = match (&args.redis_cert_file, &args.redis_key_file) {
+        (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+        _ => None,
+    };
+    Ok(RedisTls {
+        ca: args.redis_ca_file.as_ref().map(read).transpose()?,
+        client,
+    })
 }
 
 /// Runs `glurpc serve` until a signal.
@@ -250,6 +277,7 @@ async fn serve(args: ServeArgs, keys: ApiKeys) -> Result<()> {
         None | Some("") => None,
         Some(url) => Some(SharedSettings {
             url: url.to_string(),
+            tls: redis_tls(&args)?,
             ttl: Duration::from_secs(args.redis_ttl_s.max(1)),
             timeout: Duration::from_millis(args.redis_timeout_ms.max(1)),
             lease: seconds("GLURPC_REDIS_LEASE_S", args.redis_lease_s)?,

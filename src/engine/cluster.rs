@@ -22,8 +22,12 @@ use crate::plot::Origin;
 
 use super::error::EngineError;
 use super::forecast::{JobKey, Target, WindowForecast, WindowKey};
+use super::scheduler::PRIORITY_PREFETCH;
 use super::state::Inner;
 use super::upload::{Upload, WindowKind};
+
+mod codec;
+use codec::{decode_forecast, encode_forecast, parse_window, window_name};
 
 /// How often a replica waiting for a window computed elsewhere looks.
 const POLL: Duration = Duration::from_millis(100);
@@ -43,6 +47,10 @@ pub(crate) struct Cluster {
     acks: Mutex<HashMap<String, Vec<(u8, String)>>>,
     claimed: AtomicU64,
     reclaimed: AtomicU64,
+    /// Windows put back on the streams after Redis restarted.
+    requeued: AtomicU64,
+    /// Redis restarts already answered by [`Inner::reshare`].
+    restarts_seen: AtomicU64,
     /// Set when work was queued (here, or elsewhere as said on the control
     /// channel): the puller looks at once instead of at its next poll.
     work: (Mutex<bool>, std::sync::Condvar),
@@ -57,66 +65,8 @@ pub struct ClusterFigures {
     pub claimed: u64,
     /// Of those, items taken over from a replica that held them past the lease.
     pub reclaimed: u64,
-}
-
-/// `{handle}:{kind}:{target}`: a window's name in keys and work items.
-pub(crate) fn window_name(key: &WindowKey) -> String {
-    let target = match key.target {
-        Target::Index(i) => i.to_string(),
-        Target::Forward => "fwd".into(),
-    };
-    format!("{}:{}:{target}", key.handle, key.kind.as_str())
-}
-
-fn parse_window(name: &str) -> Option<WindowKey> {
-    let mut it = name.rsplitn(3, ':');
-    let target = match it.next()? {
-        "fwd" => Target::Forward,
-        i => Target::Index(i.parse().ok()?),
-    };
-    let kind = WindowKind::ALL
-        .into_iter()
-        .find(|k| Some(k.as_str()) == it.clone().next())?;
-    it.next();
-    let handle = it.next()?.to_string();
-    Some(WindowKey {
-        handle,
-        kind,
-        target,
-    })
-}
-
-/// A forecast as stored: `steps`, `samples` (u32 LE), then the values and
-/// log-variances (f32 LE).
-pub(crate) fn encode_forecast(f: &WindowForecast) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + 4 * (f.values.len() + f.logvar.len()));
-    out.extend_from_slice(&(f.steps as u32).to_le_bytes());
-    out.extend_from_slice(&(f.samples as u32).to_le_bytes());
-    for v in f.values.iter().chain(&f.logvar) {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out
-}
-
-pub(crate) fn decode_forecast(b: &[u8], version: u64) -> Option<WindowForecast> {
-    let word = |i: usize| Some(u32::from_le_bytes(b.get(i..i + 4)?.try_into().ok()?));
-    let (steps, samples) = (word(0)? as usize, word(4)? as usize);
-    let floats: Vec<f32> = b
-        .get(8..)?
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    if floats.len() != steps * samples + samples {
-        return None;
-    }
-    let (values, logvar) = floats.split_at(steps * samples);
-    Some(WindowForecast {
-        version,
-        steps,
-        samples,
-        values: values.to_vec(),
-        logvar: logvar.to_vec(),
-    })
+    /// Windows this replica put back on the streams after Redis restarted.
+    pub requeued: u64,
 }
 
 /// Connects to the Redis of `s` (refusing when it does not answer), under
@@ -133,6 +83,7 @@ pub(crate) fn connect(
     };
     let shared = Shared::connect(crate::cache::shared::SharedConfig {
         url: s.url.clone(),
+        tls: s.tls.clone(),
         prefix: format!("glurpc:{}", fp.tag()),
         ttl: s.ttl,
         timeout: s.timeout,
@@ -168,6 +119,8 @@ impl Cluster {
             acks: Mutex::default(),
             claimed: AtomicU64::new(0),
             reclaimed: AtomicU64::new(0),
+            requeued: AtomicU64::new(0),
+            restarts_seen: AtomicU64::new(0),
             work: (Mutex::new(false), std::sync::Condvar::new()),
         }
     }
@@ -178,6 +131,7 @@ impl Cluster {
             store: self.shared.figures(),
             claimed: self.claimed.load(Ordering::Relaxed),
             reclaimed: self.reclaimed.load(Ordering::Relaxed),
+            requeued: self.requeued.load(Ordering::Relaxed),
         }
     }
 
@@ -274,25 +228,72 @@ impl Inner {
     /// once per upload (another replica may have queued them already);
     /// false when Redis could not take them (then queue them locally).
     pub(crate) fn share_work(&self, upload: &Upload, keys: &[WindowKey], priority: u8) -> bool {
-        let Some(c) = &self.cluster else { return false };
+        self.enqueue_once(upload, keys, priority).is_some()
+    }
+
+    /// [`Inner::share_work`]: how many windows this call queued (0 when
+    /// another replica had), `None` when Redis could not take them.
+    fn enqueue_once(&self, upload: &Upload, keys: &[WindowKey], priority: u8) -> Option<usize> {
+        let c = self.cluster.as_ref()?;
         let marker = format!("queued:{}:{}", upload.handle, upload.kind.as_str());
         match c.shared.lease(&marker, &c.replica, c.shared.ttl()) {
-            Ok(false) => true,
+            Ok(false) => Some(0),
             Ok(true) => {
                 // The upload first: a replica woken by the items must find it.
                 self.share_upload(upload);
                 let items: Vec<String> = keys.iter().map(window_name).collect();
-                let queued = c.shared.enqueue(priority, &items).is_ok();
-                if queued {
+                if c.shared.enqueue(priority, &items).is_ok() {
                     c.wake();
                     let _ = c.shared.publish("work");
+                    Some(items.len())
                 } else {
                     let _ = c.shared.delete(&[marker]);
+                    None
                 }
-                queued
             }
-            Err(_) => false,
+            Err(_) => None,
         }
+    }
+
+    /// After Redis restarted (an empty Redis may have lost everything):
+    /// writes back every upload this replica holds with the forecasts it
+    /// has, and puts their missing windows on the streams again, once
+    /// across replicas (the first replica to take an upload's queued
+    /// marker does), so that every replica helps with them again.
+    fn reshare(&self, c: &Cluster) {
+        let mut requeued = 0;
+        for key in self.uploads.keys_where(|_| true) {
+            let Some(upload) = self.uploads.get(&key) else {
+                continue;
+            };
+            if upload.is_retired() {
+                continue;
+            }
+            let (mut missing, mut computed) = (Vec::new(), Vec::new());
+            for index in -(upload.windows() as i64 - 1)..=0 {
+                let key = WindowKey {
+                    handle: upload.handle.clone(),
+                    kind: upload.kind,
+                    target: Target::Index(index),
+                };
+                match self.cached_forecast(&upload, &key) {
+                    Some(f) => {
+                        computed.push((format!("fc:{}", window_name(&key)), encode_forecast(&f)))
+                    }
+                    None => missing.push(key),
+                }
+            }
+            self.share_upload(&upload);
+            c.shared.set_many_or_defer(computed);
+            if !missing.is_empty() {
+                missing.reverse();
+                requeued += self
+                    .enqueue_once(&upload, &missing, PRIORITY_PREFETCH)
+                    .unwrap_or(0);
+            }
+        }
+        c.requeued.fetch_add(requeued as u64, Ordering::Relaxed);
+        tracing::info!(windows = requeued, "Redis restarted: uploads shared again");
     }
 
     /// Forgets every shared forecast of `upload`'s handle and kind (a
@@ -309,17 +310,18 @@ impl Inner {
     }
 
     /// Stores a computed forecast in Redis, releases its lease and
-    /// acknowledges the work items it answers.
+    /// acknowledges the work items it answers: one round trip on the model
+    /// thread.
     pub(crate) fn share_forecast(&self, key: &WindowKey, f: &WindowForecast) {
         let Some(c) = &self.cluster else { return };
         let name = window_name(key);
-        c.shared
-            .set_or_defer(&format!("fc:{name}"), &encode_forecast(f));
-        let _ = c.shared.delete(&[format!("lease:{name}")]);
         let acks = c.acks.lock().ok().and_then(|mut a| a.remove(&name));
-        for (priority, id) in acks.into_iter().flatten() {
-            let _ = c.shared.ack(priority, &id);
-        }
+        c.shared.store_done(
+            &format!("fc:{name}"),
+            &encode_forecast(f),
+            &format!("lease:{name}"),
+            &acks.unwrap_or_default(),
+        );
     }
 
     /// Takes the lease of `key` for this replica: false when another
@@ -455,6 +457,10 @@ impl Inner {
     pub(crate) fn pull_shared_work(&self, take: usize) {
         let Some(c) = &self.cluster else { return };
         while !self.jobs.is_closed() {
+            let restarts = c.shared.restarts();
+            if c.restarts_seen.swap(restarts, Ordering::Relaxed) != restarts {
+                self.reshare(c);
+            }
             if self.jobs.queued() >= take * 2 {
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
@@ -490,7 +496,13 @@ impl Inner {
                 return;
             }
         };
-        if self.cached_forecast(&upload, &key).is_some() || c.forecast(&key, 0).is_some() {
+        let stored = || {
+            matches!(
+                c.shared.exists(&format!("fc:{}", window_name(&key))),
+                Ok(true)
+            )
+        };
+        if self.cached_forecast(&upload, &key).is_some() || stored() {
             let _ = c.shared.ack(priority, id);
             return;
         }
@@ -515,32 +527,5 @@ impl Inner {
         if let Err(e) = self.jobs.submit(JobKey::new(key, upload), priority, true) {
             tracing::debug!(error = %EngineError::from(e), "shared work not queued");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn window_names_and_forecasts_round_trip() {
-        for target in [Target::Index(0), Target::Index(-109), Target::Forward] {
-            let key = WindowKey {
-                handle: "ab12".into(),
-                kind: WindowKind::Quick,
-                target,
-            };
-            assert_eq!(parse_window(&window_name(&key)), Some(key));
-        }
-        assert_eq!(parse_window("nonsense"), None);
-        let f = WindowForecast {
-            version: 3,
-            steps: 2,
-            samples: 3,
-            values: vec![0.5, 1.5, 2.5, -1.0, 0.0, 7.25],
-            logvar: vec![0.1, 0.2, 0.3],
-        };
-        assert_eq!(decode_forecast(&encode_forecast(&f), 3), Some(f.clone()));
-        assert_eq!(decode_forecast(&encode_forecast(&f)[..20], 3), None);
     }
 }

@@ -57,8 +57,10 @@ pub struct EngineConfig {
 /// How replicas share uploads, forecasts and work through Redis.
 #[derive(Debug, Clone)]
 pub struct SharedSettings {
-    /// `redis://host:port/db`.
+    /// `redis://host:port/db`, or `rediss://` for TLS.
     pub url: String,
+    /// Certificates for `rediss://`.
+    pub tls: crate::cache::shared::RedisTls,
     /// Time to live of shared uploads and forecasts.
     pub ttl: std::time::Duration,
     /// Longest wait for one Redis operation.

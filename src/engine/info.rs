@@ -23,8 +23,8 @@ pub struct ModelInfo {
     pub config: GluformerConfig,
     /// Trainable parameters.
     pub parameters: usize,
-    /// `cpu` or `cuda`.
-    pub device: &'static str,
+    /// The device as `--device` names it: `cpu` or `cuda:N`.
+    pub device: String,
     /// Model threads sharing the weights.
     pub workers: usize,
     /// MC-dropout samples per window (0: one deterministic pass).
@@ -49,11 +49,7 @@ impl Engine {
             model_id: cfg.model_id.clone(),
             config: model.config().clone(),
             parameters: weights::parameter_count(model.config()),
-            device: if model.device().is_cuda() {
-                "cuda"
-            } else {
-                "cpu"
-            },
+            device: crate::model::device_name(model.device()),
             workers: cfg.workers.max(1),
             samples: cfg.samples,
             seed: cfg.seed,
