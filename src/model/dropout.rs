@@ -81,6 +81,17 @@ pub trait MaskSource {
     ) -> Option<Result<Tensor, ModelError>> {
         None
     }
+
+    /// As [`MaskSource::apply`] on CPU values held in a vector, multiplied
+    /// in place (no copy). `None` when this source has no such path.
+    fn apply_slice(
+        &mut self,
+        _x: &mut [f32],
+        _p: f32,
+        _layout: RowLayout,
+    ) -> Option<Result<(), ModelError>> {
+        None
+    }
 }
 
 /// Where one dropout call's draws land in the activations we hold: each
@@ -222,32 +233,52 @@ impl MaskSource for RowRng {
         if !kernels::on_cpu(x.device()) || x.track_op() || x.rank() != 3 {
             return None;
         }
-        if p <= 0.0 {
-            return Some(Ok(x.clone()));
-        }
-        let per_row = l.held * l.channels;
-        if x.elem_count() != per_row * self.rows.len() || l.start + l.held > l.tokens {
-            return Some(Err(ModelError::Input(format!(
-                "dropout on {:?} for {} streams of {l:?}",
-                x.dims(),
-                self.rows.len()
-            ))));
-        }
-        let scale = 1.0 / (1.0 - p);
-        let threshold = (p as f64 * 4_294_967_296.0) as u64;
-        let rows = &mut self.rows;
         let out = kernels::with_slice(x, |s| {
             let mut data = s.to_vec();
-            data.par_chunks_mut(per_row.max(1))
-                .zip(rows.par_iter_mut())
-                .for_each_init(
-                    || vec![false; l.tokens * l.channels],
-                    |keep, (row, rng)| apply_row(row, keep, rng, threshold, scale, l),
-                );
+            self.apply_rows(&mut data, p, l)?;
             Ok(data)
         })
         .and_then(|data| Ok(Tensor::from_vec(data, x.dims(), x.device())?));
         Some(out)
+    }
+
+    fn apply_slice(
+        &mut self,
+        x: &mut [f32],
+        p: f32,
+        l: RowLayout,
+    ) -> Option<Result<(), ModelError>> {
+        if !kernels::on_cpu(&Device::Cpu) {
+            return None;
+        }
+        Some(self.apply_rows(x, p, l))
+    }
+}
+
+impl RowRng {
+    /// Multiplies each row stream's draws into its `held × channels` block
+    /// of `x`, rows in parallel.
+    fn apply_rows(&mut self, x: &mut [f32], p: f32, l: RowLayout) -> Result<(), ModelError> {
+        if p <= 0.0 {
+            return Ok(());
+        }
+        let per_row = l.held * l.channels;
+        if x.len() != per_row * self.rows.len() || l.start + l.held > l.tokens {
+            return Err(ModelError::Input(format!(
+                "dropout on {} values for {} streams of {l:?}",
+                x.len(),
+                self.rows.len()
+            )));
+        }
+        let scale = 1.0 / (1.0 - p);
+        let threshold = (p as f64 * 4_294_967_296.0) as u64;
+        x.par_chunks_mut(per_row.max(1))
+            .zip(self.rows.par_iter_mut())
+            .for_each_init(
+                || vec![false; l.tokens * l.channels],
+                |keep, (row, rng)| apply_row(row, keep, rng, threshold, scale, l),
+            );
+        Ok(())
     }
 }
 

@@ -139,23 +139,7 @@ pub fn attention(
                     } else {
                         nk
                     };
-                    let mut max = f32::NEG_INFINITY;
-                    for x in &mut row[..visible] {
-                        *x *= scale;
-                        max = max.max(*x);
-                    }
-                    let mut sum = 0f32;
-                    for x in &mut row[..visible] {
-                        *x = (*x - max).exp();
-                        sum += *x;
-                    }
-                    let inv = 1.0 / sum;
-                    for x in &mut row[..visible] {
-                        *x *= inv;
-                    }
-                    for x in &mut row[visible..] {
-                        *x = 0.0;
-                    }
+                    glurpc_gemm::elementwise::softmax(row, visible, scale);
                     if let Some(m) = mask {
                         let mo = ((b * h + head) * nq + i) * nk;
                         for (x, w) in row.iter_mut().zip(&m[mo..mo + nk]) {

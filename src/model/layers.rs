@@ -10,6 +10,7 @@ use glurpc_gemm::PackedWeights;
 
 use super::ModelError;
 use super::dropout::{MaskSource, RowLayout};
+use super::fused;
 use super::kernels::{self, AttentionShape};
 use super::weights::StateDict;
 
@@ -68,6 +69,18 @@ pub struct Rows {
     pub start: usize,
 }
 
+/// Where a dropout call on a tensor of `dims` (holding `rows` of the
+/// sequence) lands in torch's view of it.
+fn row_layout(dims: &[usize], rows: Option<Rows>, channels_first: bool) -> RowLayout {
+    RowLayout {
+        tokens: rows.map_or(dims[1], |r| r.full),
+        start: rows.map_or(0, |r| r.start),
+        held: dims[1],
+        channels: dims[2],
+        channels_first,
+    }
+}
+
 /// Applies dropout through the mask source (its draws multiplied straight
 /// into the activations where it can, [`MaskSource::apply`]; otherwise the
 /// mask tensor). `channels_first` says the torch call saw the tensor as
@@ -88,17 +101,10 @@ pub(crate) fn dropout(
         d[1] = t;
         d
     };
-    if dims.len() == 3 {
-        let layout = RowLayout {
-            tokens: t,
-            start: rows.map_or(0, |r| r.start),
-            held: dims[1],
-            channels: dims[2],
-            channels_first,
-        };
-        if let Some(y) = masks.apply(&x, p, layout) {
-            return y;
-        }
+    if dims.len() == 3
+        && let Some(y) = masks.apply(&x, p, row_layout(&dims, rows, channels_first))
+    {
+        return y;
     }
     let token_axis = if channels_first { 2 } else { 1 };
     let m = match masks.mask(&torch_shape, p, x.device())? {
@@ -113,6 +119,35 @@ pub(crate) fn dropout(
     } else {
         Ok(x.mul(&m)?)
     }
+}
+
+/// [`dropout`] on CPU values of shape `dims` (B, T, C), in place when the
+/// mask source can ([`MaskSource::apply_slice`]), then as a tensor.
+fn dropout_vec(
+    mut v: Vec<f32>,
+    dims: Vec<usize>,
+    masks: &mut dyn MaskSource,
+    p: f32,
+    channels_first: bool,
+    rows: Option<Rows>,
+) -> Result<Tensor, ModelError> {
+    let device = Device::Cpu;
+    if dims.len() == 3 {
+        match masks.apply_slice(&mut v, p, row_layout(&dims, rows, channels_first)) {
+            Some(done) => {
+                done?;
+                return Ok(Tensor::from_vec(v, dims, &device)?);
+            }
+            None => {}
+        }
+    }
+    dropout(
+        Tensor::from_vec(v, dims, &device)?,
+        masks,
+        p,
+        channels_first,
+        rows,
+    )
 }
 
 /// `y = x Wᵀ + b` over the last axis. On a CPU with AVX-512F or AVX2 + FMA
@@ -171,41 +206,56 @@ impl Linear {
         }
     }
 
+    /// The map on the CPU fast path: the output's values and shape, or
+    /// `None` where the layer runs candle's ops (another device, autograd,
+    /// the fused kernels off).
+    pub(crate) fn forward_cpu(
+        &self,
+        x: &Tensor,
+    ) -> Result<Option<(Vec<f32>, Vec<usize>)>, ModelError> {
+        if !(self.fused && kernels::on_cpu(x.device())) {
+            return Ok(None);
+        }
+        let mut out = x.dims().to_vec();
+        let last = out.len() - 1;
+        let k = out[last];
+        let rows = x.elem_count() / k.max(1);
+        let y = match (&self.packed, &self.w_t) {
+            (Some(p), _) if p.k() == k => {
+                out[last] = p.n();
+                kernels::with_slice(x, |a| {
+                    kernels::with_slice(&self.b, |b| Ok(glurpc_gemm::linear(a, rows, p, b)))
+                })?
+            }
+            (_, Some(w_t)) => {
+                let n = w_t.dim(1)?;
+                out[last] = n;
+                kernels::with_slice(x, |a| {
+                    kernels::with_slice(w_t, |w| {
+                        kernels::with_slice(&self.b, |b| Ok(kernels::linear(a, rows, k, w, n, b)))
+                    })
+                })?
+            }
+            _ => {
+                return Err(ModelError::Input(format!(
+                    "input width {k} does not match the linear map"
+                )));
+            }
+        };
+        Ok(Some((y, out)))
+    }
+
     /// Applies the map to (..., in).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+        if let Some((y, dims)) = self.forward_cpu(x)? {
+            return Ok(Tensor::from_vec(y, dims, x.device())?);
+        }
         let dims = x.dims().to_vec();
         let k = dims[dims.len() - 1];
         let rows = x.elem_count() / k.max(1);
+        let w_t = self.weight_t()?;
         let mut out = dims;
         let last = out.len() - 1;
-        if self.fused && kernels::on_cpu(x.device()) {
-            let y = match (&self.packed, &self.w_t) {
-                (Some(p), _) if p.k() == k => {
-                    out[last] = p.n();
-                    kernels::with_slice(x, |a| {
-                        kernels::with_slice(&self.b, |b| Ok(glurpc_gemm::linear(a, rows, p, b)))
-                    })?
-                }
-                (_, Some(w_t)) => {
-                    let n = w_t.dim(1)?;
-                    out[last] = n;
-                    kernels::with_slice(x, |a| {
-                        kernels::with_slice(w_t, |w| {
-                            kernels::with_slice(&self.b, |b| {
-                                Ok(kernels::linear(a, rows, k, w, n, b))
-                            })
-                        })
-                    })?
-                }
-                _ => {
-                    return Err(ModelError::Input(format!(
-                        "input width {k} does not match the linear map"
-                    )));
-                }
-            };
-            return Ok(Tensor::from_vec(y, out, x.device())?);
-        }
-        let w_t = self.weight_t()?;
         out[last] = w_t.dim(1)?;
         let x2 = x.contiguous()?.reshape((rows, k))?;
         let y = x2.matmul(&w_t)?.broadcast_add(&self.b)?;
@@ -233,6 +283,37 @@ impl LayerNorm {
 
     /// Normalises (..., D).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+        self.norm(x, None)
+    }
+
+    /// Normalises `x + r` (the residual add fused into the norm's pass on
+    /// the CPU).
+    pub fn forward_add(&self, x: &Tensor, r: &Tensor) -> Result<Tensor, ModelError> {
+        self.norm(x, Some(r))
+    }
+
+    fn norm(&self, x: &Tensor, r: Option<&Tensor>) -> Result<Tensor, ModelError> {
+        if self.ops == Ops::Fast
+            && kernels::on_cpu(x.device())
+            && r.is_none_or(|r| r.dims() == x.dims())
+        {
+            let eps = NORM_EPS as f32;
+            let y = kernels::with_slice(x, |xs| {
+                kernels::with_slice(&self.w, |w| {
+                    kernels::with_slice(&self.b, |b| match r {
+                        Some(r) => kernels::with_slice(r, |rs| {
+                            Ok(fused::layer_norm(xs, Some(rs), w, b, eps))
+                        }),
+                        None => Ok(fused::layer_norm(xs, None, w, b, eps)),
+                    })
+                })
+            })?;
+            return Ok(Tensor::from_vec(y, x.dims(), x.device())?);
+        }
+        let x = match r {
+            Some(r) => x.add(r)?,
+            None => x.clone(),
+        };
         let norm = match self.ops {
             Ops::Fast => candle_nn::ops::layer_norm,
             Ops::Autograd => candle_nn::ops::layer_norm_slow,
@@ -466,10 +547,25 @@ impl FeedForward {
         masks: &mut dyn MaskSource,
         rows: Option<Rows>,
     ) -> Result<Tensor, ModelError> {
-        let h = self.up.forward(x)?;
-        let h = if self.relu { h.relu()? } else { h.gelu_erf()? };
-        let h = dropout(h, masks, self.p, true, rows)?;
-        dropout(self.down.forward(&h)?, masks, self.p, false, rows)
+        let h = match self.up.forward_cpu(x)? {
+            Some((mut h, dims)) => {
+                if self.relu {
+                    fused::relu(&mut h);
+                } else {
+                    fused::gelu(&mut h);
+                }
+                dropout_vec(h, dims, masks, self.p, true, rows)?
+            }
+            None => {
+                let h = self.up.forward(x)?;
+                let h = if self.relu { h.relu()? } else { h.gelu_erf()? };
+                dropout(h, masks, self.p, true, rows)?
+            }
+        };
+        match self.down.forward_cpu(&h)? {
+            Some((y, dims)) => dropout_vec(y, dims, masks, self.p, false, rows),
+            None => dropout(self.down.forward(&h)?, masks, self.p, false, rows),
+        }
     }
 }
 
@@ -510,6 +606,20 @@ impl ConvLayer {
         mode: BatchNormMode,
     ) -> Result<(Tensor, Option<(Tensor, Tensor)>), ModelError> {
         let (b, t, d) = x.dims3()?;
+        if mode == BatchNormMode::Running && self.conv.fused && kernels::on_cpu(x.device()) {
+            let xn = kernels::with_slice(x, |xs| Ok(fused::circular_neighbours(xs, t, d)))?;
+            let xn = Tensor::from_vec(xn, (b, t, 3 * d), x.device())?;
+            if let Some((y, dims)) = self.conv.forward_cpu(&xn)? {
+                let c = dims[2];
+                let out = kernels::with_slice(&self.running_scale, |s| {
+                    kernels::with_slice(&self.running_shift, |h| {
+                        Ok(fused::norm_elu_pool(y, s, h, t))
+                    })
+                })?;
+                let out_len = out.len() / (b * c).max(1);
+                return Ok((Tensor::from_vec(out, (b, out_len, c), x.device())?, None));
+            }
+        }
         let y = self.conv.forward(&circular_neighbours(x)?)?;
         let (y, stats) = match mode {
             BatchNormMode::Running => (

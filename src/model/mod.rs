@@ -7,6 +7,7 @@ pub mod calibration;
 pub mod config;
 pub mod default;
 pub mod dropout;
+pub mod fused;
 pub mod infer;
 pub mod init;
 pub mod kernels;

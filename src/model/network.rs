@@ -53,9 +53,9 @@ impl EncoderLayer {
         let a = self.att.forward(x, x, masks, None)?;
         let x1 = self
             .norm1
-            .forward(&x.add(&dropout(a, masks, self.p, false, None)?)?)?;
+            .forward_add(x, &dropout(a, masks, self.p, false, None)?)?;
         let h = self.ffn.forward(&x1, masks, None)?;
-        self.norm2.forward(&x1.add(&h)?)
+        self.norm2.forward_add(&x1, &h)
     }
 }
 
@@ -90,12 +90,12 @@ impl DecoderLayer {
         };
         let y1 = self
             .norm1
-            .forward(&yq.add(&self.self_att.forward(&yq, y, masks, rows)?)?)?;
+            .forward_add(&yq, &self.self_att.forward(&yq, y, masks, rows)?)?;
         let y2 = self
             .norm2
-            .forward(&y1.add(&self.cross_att.forward(&y1, enc, masks, rows)?)?)?;
+            .forward_add(&y1, &self.cross_att.forward(&y1, enc, masks, rows)?)?;
         let h = self.ffn.forward(&y2, masks, rows)?;
-        self.norm3.forward(&y2.add(&h)?)
+        self.norm3.forward_add(&y2, &h)
     }
 }
 

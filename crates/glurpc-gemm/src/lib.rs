@@ -16,6 +16,9 @@
 //! in order, whatever the thread count or partition, and both SIMD kernels
 //! accumulate identically, so their results are bit-identical.
 //!
+//! [`elementwise`] holds the rest of the pass's per-element work (GELU,
+//! softmax, LayerNorm, BatchNorm + ELU), compiled for the same widths.
+//!
 //! Its own crate so that every build profile compiles it optimised (the
 //! root `Cargo.toml` sets its dev opt-level): the intrinsics are unusable
 //! unoptimised.
@@ -24,6 +27,7 @@
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+pub mod elementwise;
 mod select;
 #[cfg(test)]
 mod tests;
