@@ -82,6 +82,14 @@ pub trait MaskSource {
         None
     }
 
+    /// The per-row generators, for a kernel that draws a dropout call's
+    /// mask itself, row `b` from stream `b` in [`RowRng::mask`]'s order
+    /// ([`MaskStream`]). `None` when this source has none (dropout off,
+    /// injected masks).
+    fn row_streams(&mut self) -> Option<&mut [Rng]> {
+        None
+    }
+
     /// As [`MaskSource::apply`] on CPU values held in a vector, multiplied
     /// in place (no copy). `None` when this source has no such path.
     fn apply_slice(
@@ -148,6 +156,63 @@ fn apply_row(
                 *v *= if *k { scale } else { 0.0 };
             }
         }
+    }
+}
+
+/// One row stream's scaled keep mask, produced a piece at a time in
+/// [`RowRng::mask`]'s order (each draw's low then high half, a half left
+/// over carried to the next piece): the pieces laid end to end are that
+/// row's mask, bit for bit, without holding it.
+#[derive(Debug)]
+pub struct MaskStream<'a> {
+    rng: &'a mut Rng,
+    spare: Option<u64>,
+    threshold: u64,
+    scale: f32,
+}
+
+impl<'a> MaskStream<'a> {
+    /// The stream of `rng` for dropout probability `p`.
+    pub fn new(rng: &'a mut Rng, p: f32) -> Self {
+        MaskStream {
+            rng,
+            spare: None,
+            threshold: (p as f64 * 4_294_967_296.0) as u64,
+            scale: 1.0 / (1.0 - p),
+        }
+    }
+
+    /// The next `out.len()` mask values (`1/(1-p)` or 0).
+    pub fn fill(&mut self, out: &mut [f32]) {
+        let (t, s) = (self.threshold, self.scale);
+        let pick = |half: u64| if half >= t { s } else { 0.0 };
+        let rest = match (self.spare.take(), out.split_first_mut()) {
+            (Some(half), Some((first, rest))) => {
+                *first = pick(half);
+                rest
+            }
+            (spare, _) => {
+                self.spare = spare;
+                out
+            }
+        };
+        let mut pairs = rest.chunks_exact_mut(2);
+        for pair in &mut pairs {
+            let bits = self.rng.next_u64();
+            pair[0] = pick(bits & 0xFFFF_FFFF);
+            pair[1] = pick(bits >> 32);
+        }
+        if let [last] = pairs.into_remainder() {
+            let bits = self.rng.next_u64();
+            *last = pick(bits & 0xFFFF_FFFF);
+            self.spare = Some(bits >> 32);
+        }
+    }
+}
+
+impl kernels::RowMask for MaskStream<'_> {
+    fn fill(&mut self, out: &mut [f32]) {
+        MaskStream::fill(self, out);
     }
 }
 
@@ -240,6 +305,10 @@ impl MaskSource for RowRng {
         })
         .and_then(|data| Ok(Tensor::from_vec(data, x.dims(), x.device())?));
         Some(out)
+    }
+
+    fn row_streams(&mut self) -> Option<&mut [Rng]> {
+        Some(&mut self.rows)
     }
 
     fn apply_slice(
@@ -407,6 +476,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_streamed_mask_is_the_row_mask_in_pieces() {
+        let whole: Vec<f32> = RowRng::new([9])
+            .mask(&[1, 3, 7, 5], 0.3, &Device::Cpu)
+            .unwrap()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let mut rng = Rng::new(9);
+        let mut stream = MaskStream::new(&mut rng, 0.3);
+        let mut got = Vec::new();
+        for len in [5, 0, 1, 4, 7, 2, 3, 20, 11, 5, 5, 42] {
+            let mut piece = vec![0f32; len];
+            stream.fill(&mut piece);
+            got.extend(piece);
+        }
+        assert_eq!(got.len(), whole.len());
+        assert_eq!(got, whole);
     }
 
     #[test]

@@ -85,91 +85,162 @@ pub struct AttentionShape {
     pub q_offset: usize,
 }
 
+/// A batch row's dropout mask drawn piece by piece, in torch's element
+/// order (see `dropout::MaskStream`).
+pub trait RowMask: Send {
+    /// The next `out.len()` scaled mask values.
+    fn fill(&mut self, out: &mut [f32]);
+}
+
+/// Dropout on attention's probabilities.
+#[derive(Debug)]
+pub enum AttnDropout<'a, S> {
+    /// None (eval).
+    Off,
+    /// The scaled mask (B, H, Nq, Nk) of the computed query rows.
+    Mask(&'a [f32]),
+    /// One mask stream per batch row over (H, q_offset + Nq, Nk): drawn in
+    /// the kernel a row at a time (the first `q_offset` rows of each head
+    /// drawn and skipped), never held whole.
+    Streams(&'a mut [S]),
+}
+
 /// Fused multi-head attention on projected q (B, Nq, I), k and v (B, Nk, I)
-/// with I = heads × head_dim, head h owning columns [h·dk, (h+1)·dk).
-/// `mask` is the scaled dropout mask (B, H, Nq, Nk) applied to the
-/// probabilities. Returns (B, Nq, I).
-pub fn attention(
+/// with I = heads × head_dim, head h owning columns [h·dk, (h+1)·dk);
+/// dropout (`drop`) applied to the probabilities. Returns (B, Nq, I).
+pub fn attention<S: RowMask>(
     q: &[f32],
     k: &[f32],
     v: &[f32],
-    mask: Option<&[f32]>,
+    drop: AttnDropout<'_, S>,
     s: AttentionShape,
 ) -> Vec<f32> {
-    let (nq, nk, h, dk) = (s.nq, s.nk, s.heads, s.head_dim);
-    let inner = h * dk;
-    let scale = 1.0 / (dk as f32).sqrt();
+    let (nq, nk) = (s.nq, s.nk);
+    let inner = s.heads * s.head_dim;
     assert!(q.len() >= s.batch * nq * inner && k.len() >= s.batch * nk * inner);
     assert!(v.len() >= s.batch * nk * inner);
-    assert!(mask.is_none_or(|m| m.len() >= s.batch * h * nq * nk));
     let mut out = vec![0f32; s.batch * nq * inner];
     // One task per batch row; heads run inside it (their outputs interleave
     // within the row's (Nq, I) block).
-    out.par_chunks_mut(nq * inner)
-        .enumerate()
-        .for_each(|(b, ob)| {
-            let mut p = vec![0f32; nq * nk];
-            for head in 0..h {
-                let qo = b * nq * inner + head * dk;
-                let ko = b * nk * inner + head * dk;
-                // SAFETY: strided views of (Nq×dk), (dk×Nk) and (Nq×Nk) blocks
-                // within the q, k and p slices.
-                unsafe {
-                    matrixmultiply::sgemm(
-                        nq,
-                        dk,
-                        nk,
-                        1.0,
-                        q[qo..].as_ptr(),
-                        inner as isize,
-                        1,
-                        k[ko..].as_ptr(),
-                        1,
-                        inner as isize,
-                        0.0,
-                        p.as_mut_ptr(),
-                        nk as isize,
-                        1,
-                    );
-                }
-                for i in 0..nq {
-                    let row = &mut p[i * nk..(i + 1) * nk];
-                    let visible = if s.causal {
-                        (s.q_offset + i + 1).min(nk)
-                    } else {
-                        nk
-                    };
-                    glurpc_gemm::elementwise::softmax(row, visible, scale);
-                    if let Some(m) = mask {
-                        let mo = ((b * h + head) * nq + i) * nk;
-                        for (x, w) in row.iter_mut().zip(&m[mo..mo + nk]) {
-                            *x *= w;
-                        }
-                    }
-                }
-                let vo = b * nk * inner + head * dk;
-                // SAFETY: (Nq×Nk)·(Nk×dk) into the head's columns of ob.
-                unsafe {
-                    matrixmultiply::sgemm(
-                        nq,
-                        nk,
-                        dk,
-                        1.0,
-                        p.as_ptr(),
-                        nk as isize,
-                        1,
-                        v[vo..].as_ptr(),
-                        inner as isize,
-                        1,
-                        0.0,
-                        ob[head * dk..].as_mut_ptr(),
-                        inner as isize,
-                        1,
-                    );
-                }
-            }
-        });
+    let rows = out.par_chunks_mut((nq * inner).max(1)).enumerate();
+    match drop {
+        AttnDropout::Off => {
+            rows.for_each(|(b, ob)| attend_row(q, k, v, s, b, ob, RowDrop::<S>::Off))
+        }
+        AttnDropout::Mask(m) => {
+            assert!(m.len() >= s.batch * s.heads * nq * nk);
+            rows.for_each(|(b, ob)| attend_row(q, k, v, s, b, ob, RowDrop::<S>::Mask(m)));
+        }
+        AttnDropout::Streams(streams) => {
+            assert_eq!(streams.len(), s.batch);
+            rows.zip(streams.par_iter_mut())
+                .for_each(|((b, ob), m)| attend_row(q, k, v, s, b, ob, RowDrop::Stream(m)));
+        }
+    }
     out
+}
+
+/// One batch row's dropout in [`attend_row`].
+enum RowDrop<'a, S> {
+    Off,
+    Mask(&'a [f32]),
+    Stream(&'a mut S),
+}
+
+/// Attention for batch row `b` into its output block `ob` (Nq, I).
+fn attend_row<S: RowMask>(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    s: AttentionShape,
+    b: usize,
+    ob: &mut [f32],
+    mut drop: RowDrop<'_, S>,
+) {
+    let (nq, nk, h, dk) = (s.nq, s.nk, s.heads, s.head_dim);
+    let inner = h * dk;
+    let scale = 1.0 / (dk as f32).sqrt();
+    let mut p = vec![0f32; nq * nk];
+    let mut drawn = vec![
+        0f32;
+        if matches!(drop, RowDrop::Stream(_)) {
+            nk
+        } else {
+            0
+        }
+    ];
+    for head in 0..h {
+        let qo = b * nq * inner + head * dk;
+        let ko = b * nk * inner + head * dk;
+        // SAFETY: strided views of (Nq×dk), (dk×Nk) and (Nq×Nk) blocks
+        // within the q, k and p slices.
+        unsafe {
+            matrixmultiply::sgemm(
+                nq,
+                dk,
+                nk,
+                1.0,
+                q[qo..].as_ptr(),
+                inner as isize,
+                1,
+                k[ko..].as_ptr(),
+                1,
+                inner as isize,
+                0.0,
+                p.as_mut_ptr(),
+                nk as isize,
+                1,
+            );
+        }
+        if let RowDrop::Stream(m) = &mut drop {
+            for _ in 0..s.q_offset {
+                m.fill(&mut drawn);
+            }
+        }
+        for i in 0..nq {
+            let row = &mut p[i * nk..(i + 1) * nk];
+            let visible = if s.causal {
+                (s.q_offset + i + 1).min(nk)
+            } else {
+                nk
+            };
+            glurpc_gemm::elementwise::softmax(row, visible, scale);
+            let w = match &mut drop {
+                RowDrop::<S>::Off => continue,
+                RowDrop::Mask(m) => {
+                    let mo = ((b * h + head) * nq + i) * nk;
+                    &m[mo..mo + nk]
+                }
+                RowDrop::Stream(m) => {
+                    m.fill(&mut drawn);
+                    &drawn[..]
+                }
+            };
+            for (x, w) in row.iter_mut().zip(w) {
+                *x *= w;
+            }
+        }
+        let vo = b * nk * inner + head * dk;
+        // SAFETY: (Nq×Nk)·(Nk×dk) into the head's columns of ob.
+        unsafe {
+            matrixmultiply::sgemm(
+                nq,
+                nk,
+                dk,
+                1.0,
+                p.as_ptr(),
+                nk as isize,
+                1,
+                v[vo..].as_ptr(),
+                inner as isize,
+                1,
+                0.0,
+                ob[head * dk..].as_mut_ptr(),
+                inner as isize,
+                1,
+            );
+        }
+    }
 }
 
 static FUSED_CPU: AtomicBool = AtomicBool::new(true);

@@ -9,9 +9,9 @@ use candle_core::{Device, Tensor};
 use glurpc_gemm::PackedWeights;
 
 use super::ModelError;
-use super::dropout::{MaskSource, RowLayout};
+use super::dropout::{MaskSource, MaskStream, RowLayout};
 use super::fused;
-use super::kernels::{self, AttentionShape};
+use super::kernels::{self, AttentionShape, AttnDropout};
 use super::weights::StateDict;
 
 /// BatchNorm statistics of the distilling ConvLayers.
@@ -455,10 +455,6 @@ impl Attention {
                 self.k.forward(kv)?,
                 self.v.forward(kv)?,
             );
-            let mask = masks
-                .mask(&[b, self.heads, full_q, nk], self.p, q_in.device())?
-                .map(mask_rows)
-                .transpose()?;
             let shape = AttentionShape {
                 batch: b,
                 nq,
@@ -468,16 +464,31 @@ impl Attention {
                 causal: self.causal,
                 q_offset,
             };
-            let o = kernels::with_slice(&q, |q| {
-                kernels::with_slice(&k, |k| {
-                    kernels::with_slice(&v, |v| match &mask {
-                        Some(m) => kernels::with_slice(m, |m| {
-                            Ok(kernels::attention(q, k, v, Some(m), shape))
-                        }),
-                        None => Ok(kernels::attention(q, k, v, None, shape)),
+            let run = |drop: AttnDropout<'_, MaskStream<'_>>| {
+                kernels::with_slice(&q, |q| {
+                    kernels::with_slice(&k, |k| {
+                        kernels::with_slice(&v, |v| Ok(kernels::attention(q, k, v, drop, shape)))
                     })
                 })
-            })?;
+            };
+            let o = match masks.row_streams().filter(|r| self.p > 0.0 && r.len() == b) {
+                // The seeded source: each row's mask drawn inside the kernel.
+                Some(rngs) => {
+                    let mut streams: Vec<MaskStream> = rngs
+                        .iter_mut()
+                        .map(|r| MaskStream::new(r, self.p))
+                        .collect();
+                    run(AttnDropout::Streams(&mut streams))?
+                }
+                None => match masks
+                    .mask(&[b, self.heads, full_q, nk], self.p, q_in.device())?
+                    .map(mask_rows)
+                    .transpose()?
+                {
+                    Some(m) => kernels::with_slice(&m, |m| run(AttnDropout::Mask(m)))?,
+                    None => run(AttnDropout::Off)?,
+                },
+            };
             let o = Tensor::from_vec(o, (b, nq, self.heads * self.head_dim), q_in.device())?;
             return self.out.forward(&o);
         }
