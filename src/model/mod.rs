@@ -3,6 +3,7 @@
 //! Hugging Face Hub, or the default model embedded from `model/`), the
 //! network, dropout masks and batched inference.
 
+pub mod attention;
 pub mod calibration;
 pub mod config;
 pub mod default;

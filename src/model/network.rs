@@ -7,12 +7,13 @@ use std::collections::HashMap;
 use candle_core::{Device, Tensor};
 
 use super::ModelError;
+use super::attention::Attention;
 use super::calibration::Calibration;
 use super::config::GluformerConfig;
 use super::dropout::MaskSource;
 use super::layers::{
-    Attention, BatchNormMode, ConvLayer, DataEmbedding, FeedForward, LayerNorm, Linear, Ops, Rows,
-    Variance, Weights, dropout,
+    BatchNormMode, ConvLayer, DataEmbedding, FeedForward, LayerNorm, Linear, Ops, Rows, Variance,
+    Weights, dropout,
 };
 use super::weights::{self, StateDict};
 
