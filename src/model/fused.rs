@@ -94,6 +94,40 @@ pub fn circular_neighbours(x: &[f32], t: usize, c: usize) -> Vec<f32> {
     out
 }
 
+/// The data embedding's sum: for each batch row, the subject token `id`
+/// (D) then `value + pos + time` per step ((S, D) each, `pos` shared),
+/// giving (B, S+1, D) in one pass.
+pub fn embed(
+    value: &[f32],
+    pos: &[f32],
+    time: &[f32],
+    id: &[f32],
+    b: usize,
+    s: usize,
+    d: usize,
+) -> Vec<f32> {
+    let mut out = vec![0f32; b * (s + 1) * d];
+    if d == 0 {
+        return out;
+    }
+    out.par_chunks_mut((s + 1) * d)
+        .enumerate()
+        .for_each(|(row, ob)| {
+            let (head, steps) = ob.split_at_mut(d);
+            head.copy_from_slice(&id[row * d..(row + 1) * d]);
+            let span = row * s * d..(row + 1) * s * d;
+            for (((o, v), p), t) in steps
+                .iter_mut()
+                .zip(&value[span.clone()])
+                .zip(pos)
+                .zip(&time[span])
+            {
+                *o = v + p + t;
+            }
+        });
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -376,6 +376,17 @@ impl DataEmbedding {
         masks: &mut dyn MaskSource,
     ) -> Result<Tensor, ModelError> {
         let s = x.dim(1)?;
+        let value = self.value.forward_cpu(&circular_neighbours(x)?)?;
+        if let Some((v, dims)) = value {
+            let (time, id) = (self.time.forward(x_mark)?, self.subject.forward(x_id)?);
+            let (b, d) = (dims[0], dims[2]);
+            let out = kernels::with_slice(&self.pos.narrow(0, 0, s)?, |pos| {
+                kernels::with_slice(&time, |tm| {
+                    kernels::with_slice(&id, |id| Ok(fused::embed(&v, pos, tm, id, b, s, d)))
+                })
+            })?;
+            return dropout_vec(out, vec![b, s + 1, d], masks, self.p, false, None);
+        }
         let v = self.value.forward(&circular_neighbours(x)?)?;
         let sum = v
             .broadcast_add(&self.pos.narrow(0, 0, s)?)?
