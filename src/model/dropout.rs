@@ -283,14 +283,7 @@ impl MaskSource for RowRng {
         // Rows are independent streams: fill them in parallel.
         data.par_chunks_mut(per_row.max(1))
             .zip(self.rows.par_iter_mut())
-            .for_each(|(out, rng)| {
-                for pair in out.chunks_mut(2) {
-                    let bits = rng.next_u64();
-                    for (x, half) in pair.iter_mut().zip([bits & 0xFFFF_FFFF, bits >> 32]) {
-                        *x = if half >= threshold { scale } else { 0.0 };
-                    }
-                }
-            });
+            .for_each(|(out, rng)| MaskStream::new(rng, p).fill(out));
         Ok(Some(Tensor::from_vec(data, shape, device)?))
     }
 
