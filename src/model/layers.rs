@@ -132,14 +132,11 @@ fn dropout_vec(
     rows: Option<Rows>,
 ) -> Result<Tensor, ModelError> {
     let device = Device::Cpu;
-    if dims.len() == 3 {
-        match masks.apply_slice(&mut v, p, row_layout(&dims, rows, channels_first)) {
-            Some(done) => {
-                done?;
-                return Ok(Tensor::from_vec(v, dims, &device)?);
-            }
-            None => {}
-        }
+    if dims.len() == 3
+        && let Some(done) = masks.apply_slice(&mut v, p, row_layout(&dims, rows, channels_first))
+    {
+        done?;
+        return Ok(Tensor::from_vec(v, dims, &device)?);
     }
     dropout(
         Tensor::from_vec(v, dims, &device)?,
@@ -149,6 +146,9 @@ fn dropout_vec(
         rows,
     )
 }
+
+/// A CPU result: its values and its shape.
+pub(crate) type HostOutput = (Vec<f32>, Vec<usize>);
 
 /// `y = x Wᵀ + b` over the last axis. On a CPU with AVX-512F or AVX2 + FMA
 /// (fast ops) Wᵀ is held only as packed panels for the `glurpc-gemm` kernel
@@ -209,10 +209,7 @@ impl Linear {
     /// The map on the CPU fast path: the output's values and shape, or
     /// `None` where the layer runs candle's ops (another device, autograd,
     /// the fused kernels off).
-    pub(crate) fn forward_cpu(
-        &self,
-        x: &Tensor,
-    ) -> Result<Option<(Vec<f32>, Vec<usize>)>, ModelError> {
+    pub(crate) fn forward_cpu(&self, x: &Tensor) -> Result<Option<HostOutput>, ModelError> {
         if !(self.fused && kernels::on_cpu(x.device())) {
             return Ok(None);
         }

@@ -37,7 +37,7 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
     let scale = f32::from_bits((((n as i32) + 127) << 23) as u32);
     if under { 0.0 } else { e * scale }
@@ -63,7 +63,7 @@ pub fn erf(x: f32) -> f32 {
     q = q * s - 2.686_617e-2;
     q = q * s + 1.128_379_2e-1;
     q = q * s - 3.761_264e-1;
-    q = q * s + 1.128_379_2;
+    q = q * s + std::f32::consts::FRAC_2_SQRT_PI;
     let near = q * a;
     let y = if a < 0.5 { near } else { far };
     if x < 0.0 { -y } else { y }
