@@ -55,11 +55,14 @@ pub fn norm_elu_pool(mut y: Vec<f32>, scale: &[f32], shift: &[f32], t: usize) ->
 /// Max-pool, kernel 3, stride 2, padding 1 (padding never wins), over the
 /// `t` tokens of each batch row of `y` (rows of `d` channels).
 pub fn max_pool(y: &[f32], t: usize, d: usize) -> Vec<f32> {
-    let out_len = t.saturating_sub(1) / 2 + 1;
-    let batch = y.len() / (t * d).max(1);
+    if t == 0 || d == 0 {
+        return Vec::new();
+    }
+    let out_len = (t - 1) / 2 + 1;
+    let batch = y.len() / (t * d);
     let mut out = vec![0f32; batch * out_len * d];
-    out.par_chunks_mut((out_len * d).max(1))
-        .zip(y.par_chunks((t * d).max(1)))
+    out.par_chunks_mut(out_len * d)
+        .zip(y.par_chunks(t * d))
         .for_each(|(ob, yb)| {
             for (i, row) in ob.chunks_exact_mut(d).enumerate() {
                 let lo = (2 * i).saturating_sub(1);

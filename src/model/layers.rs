@@ -293,6 +293,7 @@ impl LayerNorm {
         if self.ops == Ops::Fast
             && kernels::on_cpu(x.device())
             && r.is_none_or(|r| r.dims() == x.dims())
+            && x.dims().last() == self.w.dims().last()
         {
             let eps = NORM_EPS as f32;
             let y = kernels::with_slice(x, |xs| {
@@ -377,6 +378,13 @@ impl DataEmbedding {
         if let Some((v, dims)) = value {
             let (time, id) = (self.time.forward(x_mark)?, self.subject.forward(x_id)?);
             let (b, d) = (dims[0], dims[2]);
+            if time.dims() != [b, s, d] || id.dims() != [b, d] || self.pos.dim(0)? < s {
+                return Err(ModelError::Input(format!(
+                    "embedding inputs disagree: values {dims:?}, covariates {:?}, static {:?}",
+                    time.dims(),
+                    id.dims()
+                )));
+            }
             let out = kernels::with_slice(&self.pos.narrow(0, 0, s)?, |pos| {
                 kernels::with_slice(&time, |tm| {
                     kernels::with_slice(&id, |id| Ok(fused::embed(&v, pos, tm, id, b, s, d)))
