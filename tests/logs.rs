@@ -232,3 +232,23 @@ fn plain_logs_off_a_terminal_have_no_colour_and_keep_the_ready_line() {
         "{all}"
     );
 }
+
+#[test]
+fn a_sigterm_the_moment_the_service_is_ready_still_drains_and_exits_cleanly() {
+    // The signal handlers are installed before the ready line: a SIGTERM
+    // sent as soon as it is read is a graceful stop (exit 0 and the
+    // "stopped" event), never the signal's default action. When they were
+    // installed after it, a loaded machine lost that race now and then (the
+    // plain-logs test above died of SIGTERM once); five stops in a row make
+    // a regression likelier to show.
+    for _ in 0..5 {
+        let (server, _) = Server::start(&[("GLURPC_LOG_JSON", "1")], |l| {
+            l.contains("\"message\":\"ready\"")
+        });
+        let lines = server.stop();
+        assert!(
+            lines.iter().any(|l| l.contains("\"message\":\"stopped\"")),
+            "{lines:?}"
+        );
+    }
+}

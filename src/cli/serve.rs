@@ -331,6 +331,9 @@ async fn serve(args: ServeArgs, keys: ApiKeys) -> Result<()> {
             return Err(e.into());
         }
     };
+    // The handlers go in before the service says it is ready: a SIGTERM
+    // right after the ready line must shut down gracefully, not kill.
+    let stop = shutdown_signal();
     let show = |a: Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
     let startup_ms = started.elapsed().as_secs_f64() * 1e3;
     tracing::info!(
@@ -368,28 +371,38 @@ async fn serve(args: ServeArgs, keys: ApiKeys) -> Result<()> {
             show(running.grpc_addr),
         );
     }
-    running.run_until(shutdown_signal()).await?;
+    running.run_until(stop).await?;
     Ok(())
 }
 
-/// SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM or SIGINT: the handlers are installed when this is called (on
+/// Unix), the returned future completes at the first signal.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {},
+                        _ = int.recv() => {},
+                    }
+                }
+                // No handler could be installed: Ctrl-C through tokio's
+                // portable path, SIGTERM left to its default action.
+                (term, int) => {
+                    let e = term.err().or(int.err()).map(|e| e.to_string());
+                    tracing::warn!(error = ?e, "signal handlers not installed: SIGTERM stops without draining");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
