@@ -473,6 +473,38 @@ impl Shared {
         })
     }
 
+    /// Extends the leases `names` that `holder` still holds by `lease`
+    /// (one round trip; a lease that expired or passed to another holder is
+    /// left alone).
+    pub fn renew(
+        &self,
+        names: &[String],
+        holder: &str,
+        lease: Duration,
+    ) -> Result<(), SharedError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+            return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+        let keys: Vec<String> = names.iter().map(|n| self.key(n)).collect();
+        let holder = holder.to_string();
+        let ms = lease.as_millis().max(1) as u64;
+        self.call(|mut c| async move {
+            let mut pipe = redis::pipe();
+            for k in &keys {
+                pipe.cmd("EVAL")
+                    .arg(RENEW)
+                    .arg(1)
+                    .arg(k)
+                    .arg(&holder)
+                    .arg(ms)
+                    .ignore();
+            }
+            pipe.query_async::<()>(&mut c).await
+        })
+    }
+
     /// Deletes `names`.
     pub fn delete(&self, names: &[String]) -> Result<(), SharedError> {
         if names.is_empty() {

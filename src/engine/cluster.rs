@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::cache::shared::{Shared, SharedFigures};
+use crate::cache::shared::{Shared, SharedError, SharedFigures};
 use crate::plot::Origin;
 
 use super::error::EngineError;
@@ -31,8 +31,21 @@ use codec::{decode_forecast, encode_forecast, parse_window, window_name};
 
 /// How often a replica waiting for a window computed elsewhere looks.
 const POLL: Duration = Duration::from_millis(100);
+/// A held lease is renewed for at most this many leases' time.
+const MAX_RENEWALS: u32 = 10;
 /// Work-stream priorities, most urgent first.
 const PRIORITIES: [u8; 3] = [0, 1, 3];
+
+/// What taking a window's lease found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lease {
+    /// This replica holds it now and computes the window.
+    Taken,
+    /// Another replica (or this one's puller) holds it.
+    Held,
+    /// The forecast is already stored: nothing to compute.
+    Done,
+}
 
 /// The shared tier's state in one replica.
 pub(crate) struct Cluster {
@@ -54,6 +67,13 @@ pub(crate) struct Cluster {
     /// Set when work was queued (here, or elsewhere as said on the control
     /// channel): the puller looks at once instead of at its next poll.
     work: (Mutex<bool>, std::sync::Condvar),
+    /// The window leases this replica holds (by window name, with when it
+    /// took them): the puller renews them until the forecast is stored, so
+    /// a window waiting in this replica's queue longer than the lease is
+    /// not taken over while the replica lives.
+    held: Mutex<HashMap<String, Instant>>,
+    /// When the held leases were last renewed.
+    renewed: Mutex<Instant>,
 }
 
 /// The cluster figures of `/metrics` and `/health`.
@@ -122,6 +142,38 @@ impl Cluster {
             requeued: AtomicU64::new(0),
             restarts_seen: AtomicU64::new(0),
             work: (Mutex::new(false), std::sync::Condvar::new()),
+            held: Mutex::default(),
+            renewed: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Forgets a lease this replica released (or gives up): true when it
+    /// held it.
+    fn release(&self, name: &str) -> bool {
+        self.held
+            .lock()
+            .map(|mut h| h.remove(name).is_some())
+            .unwrap_or(false)
+    }
+
+    /// Renews the held leases every third of the lease. A lease is renewed
+    /// for at most [`MAX_RENEWALS`] leases' time: a window that long in
+    /// this replica's hands is left to the others.
+    fn renew_held(&self) {
+        let now = Instant::now();
+        match self.renewed.lock() {
+            Ok(mut at) if now.duration_since(*at) >= self.lease / 3 => *at = now,
+            _ => return,
+        }
+        let names: Vec<String> = match self.held.lock() {
+            Ok(mut h) => {
+                h.retain(|_, taken| now.duration_since(*taken) < self.lease * MAX_RENEWALS);
+                h.keys().map(|n| format!("lease:{n}")).collect()
+            }
+            Err(_) => return,
+        };
+        if let Err(e) = self.shared.renew(&names, &self.replica, self.lease) {
+            tracing::debug!(error = %e, "leases not renewed");
         }
     }
 
@@ -133,6 +185,27 @@ impl Cluster {
             reclaimed: self.reclaimed.load(Ordering::Relaxed),
             requeued: self.requeued.load(Ordering::Relaxed),
         }
+    }
+
+    /// Takes the lease of window `name` for this replica, unless its
+    /// forecast is stored. The forecast is looked for again once the lease
+    /// is taken: a replica that finished the window between the caller's
+    /// own look and the lease stored it before releasing the lease
+    /// (`Shared::store_done` writes, then unlinks), so the lease is given
+    /// back and the window is not computed twice.
+    fn take_lease(&self, name: &str) -> Result<Lease, SharedError> {
+        let lease = format!("lease:{name}");
+        if !self.shared.lease(&lease, &self.replica, self.lease)? {
+            return Ok(Lease::Held);
+        }
+        if matches!(self.shared.exists(&format!("fc:{name}")), Ok(true)) {
+            let _ = self.shared.delete(&[lease]);
+            return Ok(Lease::Done);
+        }
+        if let Ok(mut h) = self.held.lock() {
+            h.insert(name.to_string(), Instant::now());
+        }
+        Ok(Lease::Taken)
     }
 
     /// True when this replica holds the lease `name`.
@@ -315,6 +388,7 @@ impl Inner {
     pub(crate) fn share_forecast(&self, key: &WindowKey, f: &WindowForecast) {
         let Some(c) = &self.cluster else { return };
         let name = window_name(key);
+        c.release(&name);
         let acks = c.acks.lock().ok().and_then(|mut a| a.remove(&name));
         c.shared.store_done(
             &format!("fc:{name}"),
@@ -329,8 +403,10 @@ impl Inner {
     /// Redis does not answer, true: the window is computed here.
     pub(crate) fn lease_window(&self, key: &WindowKey) -> bool {
         let Some(c) = &self.cluster else { return true };
-        let name = format!("lease:{}", window_name(key));
-        !matches!(c.shared.lease(&name, &c.replica, c.lease), Ok(false))
+        !matches!(
+            c.take_lease(&window_name(key)),
+            Ok(Lease::Held | Lease::Done)
+        )
     }
 
     /// Acknowledges the work items of a window that could not be computed
@@ -338,7 +414,10 @@ impl Inner {
     pub(crate) fn give_up_shared(&self, key: &WindowKey) {
         let Some(c) = &self.cluster else { return };
         let name = window_name(key);
-        let _ = c.shared.delete(&[format!("lease:{name}")]);
+        // Only a lease this replica holds: another's stays with it.
+        if c.release(&name) {
+            let _ = c.shared.delete(&[format!("lease:{name}")]);
+        }
         let acks = c.acks.lock().ok().and_then(|mut a| a.remove(&name));
         for (priority, id) in acks.into_iter().flatten() {
             let _ = c.shared.ack(priority, &id);
@@ -366,13 +445,17 @@ impl Inner {
                 return Some(f);
             }
             let lease = format!("lease:{name}");
-            match c.shared.lease(&lease, &c.replica, c.lease) {
-                Ok(true) | Err(_) => return None,
+            match c.take_lease(&name) {
+                Ok(Lease::Taken) | Err(_) => return None,
+                // Stored meanwhile: read on the next turn.
+                Ok(Lease::Done) => {}
                 // This replica's puller holds it: the request's job merges
                 // with the queued one and raises its priority.
-                Ok(false) if c.holds(&lease) => return None,
-                Ok(false) if Instant::now() >= deadline || self.jobs.is_closed() => return None,
-                Ok(false) => std::thread::sleep(POLL),
+                Ok(Lease::Held) if c.holds(&lease) => return None,
+                Ok(Lease::Held) if Instant::now() >= deadline || self.jobs.is_closed() => {
+                    return None;
+                }
+                Ok(Lease::Held) => std::thread::sleep(POLL),
             }
         }
     }
@@ -457,6 +540,7 @@ impl Inner {
     pub(crate) fn pull_shared_work(&self, take: usize) {
         let Some(c) = &self.cluster else { return };
         while !self.jobs.is_closed() {
+            c.renew_held();
             let restarts = c.shared.restarts();
             if c.restarts_seen.swap(restarts, Ordering::Relaxed) != restarts {
                 self.reshare(c);
@@ -506,14 +590,16 @@ impl Inner {
             let _ = c.shared.ack(priority, id);
             return;
         }
-        match c
-            .shared
-            .lease(&format!("lease:{payload}"), &c.replica, c.lease)
-        {
+        match c.take_lease(payload) {
             // Another replica computes it: the item stays pending, and is
             // taken over after the lease if that replica dies.
-            Ok(false) | Err(_) => return,
-            Ok(true) => {}
+            Ok(Lease::Held) | Err(_) => return,
+            // Finished elsewhere a moment ago.
+            Ok(Lease::Done) => {
+                let _ = c.shared.ack(priority, id);
+                return;
+            }
+            Ok(Lease::Taken) => {}
         }
         c.claimed.fetch_add(1, Ordering::Relaxed);
         if reclaimed {
@@ -524,8 +610,15 @@ impl Inner {
                 .or_default()
                 .push((priority, id.to_string()));
         }
-        if let Err(e) = self.jobs.submit(JobKey::new(key, upload), priority, true) {
+        if let Err(e) = self
+            .jobs
+            .submit(JobKey::new(key.clone(), upload), priority, true)
+        {
             tracing::debug!(error = %EngineError::from(e), "shared work not queued");
+            // Left for another replica (or a later pull), not held here.
+            if c.release(payload) {
+                let _ = c.shared.delete(&[format!("lease:{payload}")]);
+            }
         }
     }
 }

@@ -396,10 +396,12 @@ impl Engine {
                 return Ok(f);
             }
         }
-        let job = JobKey::new(key, upload.clone());
+        let job = JobKey::new(key.clone(), upload.clone());
         let rx = match self.inner.jobs.submit(job, PRIORITY_INTERACTIVE, false) {
             Ok(rx) => rx,
             Err(refused) => {
+                // Not computed here: its lease (if taken) goes back.
+                self.inner.give_up_shared(&key);
                 // A new upload refused here (503) is not kept.
                 self.inner.drop_refused(upload);
                 return Err(refused.into());

@@ -175,6 +175,10 @@ impl Inner {
             missing.clear();
         }
         if self.jobs.room(priority) < missing.len() {
+            // Not computed here: the leases taken above go back.
+            for k in &missing {
+                self.give_up_shared(k);
+            }
             return Err(EngineError::Overloaded { retry_after_s: 30 });
         }
         let count = missing.len();
