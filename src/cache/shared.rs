@@ -473,6 +473,54 @@ impl Shared {
         })
     }
 
+    /// For each `(lease, check)` pair, [`Shared::lease`] and then whether
+    /// `check` exists, all in one round trip: (lease taken, `check` exists)
+    /// per pair, in order.
+    pub fn lease_many(
+        &self,
+        pairs: &[(String, String)],
+        holder: &str,
+        lease: Duration,
+    ) -> Result<Vec<(bool, bool)>, SharedError> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(l, c)| (self.key(l), self.key(c)))
+            .collect();
+        let holder = holder.to_string();
+        let ms = lease.as_millis().max(1) as u64;
+        let replies = self.call(|mut c| async move {
+            let mut pipe = redis::pipe();
+            for (l, check) in &keys {
+                pipe.cmd("SET")
+                    .arg(l)
+                    .arg(&holder)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms);
+                pipe.cmd("EXISTS").arg(check);
+            }
+            pipe.query_async::<Vec<redis::Value>>(&mut c).await
+        })?;
+        if replies.len() != pairs.len() * 2 {
+            return Err(SharedError::Redis(format!(
+                "{} replies to {} lease commands",
+                replies.len(),
+                pairs.len() * 2
+            )));
+        }
+        Ok(replies
+            .chunks(2)
+            .map(|r| {
+                let taken = !matches!(r[0], redis::Value::Nil);
+                let exists = matches!(r[1], redis::Value::Int(n) if n > 0);
+                (taken, exists)
+            })
+            .collect())
+    }
+
     /// Extends the leases `names` that `holder` still holds by `lease`
     /// (one round trip; a lease that expired or passed to another holder is
     /// left alone).

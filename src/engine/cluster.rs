@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::cache::shared::{Shared, SharedError, SharedFigures};
+use crate::cache::shared::{Pulled, Shared, SharedError, SharedFigures};
 use crate::plot::Origin;
 
 use super::error::EngineError;
@@ -187,25 +187,45 @@ impl Cluster {
         }
     }
 
-    /// Takes the lease of window `name` for this replica, unless its
-    /// forecast is stored. The forecast is looked for again once the lease
-    /// is taken: a replica that finished the window between the caller's
-    /// own look and the lease stored it before releasing the lease
-    /// (`Shared::store_done` writes, then unlinks), so the lease is given
-    /// back and the window is not computed twice.
+    /// Takes the leases of windows `names` for this replica, unless their
+    /// forecasts are stored: one round trip, each lease set and then its
+    /// forecast looked for. A replica that finished a window just before
+    /// stored it before releasing its lease (`Shared::store_done` writes,
+    /// then unlinks), so a lease taken in that gap finds the forecast, is
+    /// given back, and the window is not computed twice.
+    fn take_leases(&self, names: &[&str]) -> Result<Vec<Lease>, SharedError> {
+        let pairs: Vec<(String, String)> = names
+            .iter()
+            .map(|n| (format!("lease:{n}"), format!("fc:{n}")))
+            .collect();
+        let found = self.shared.lease_many(&pairs, &self.replica, self.lease)?;
+        let mut back = Vec::new();
+        let now = Instant::now();
+        let leases = names
+            .iter()
+            .zip(found)
+            .map(|(name, found)| match found {
+                (false, false) => Lease::Held,
+                (false, true) => Lease::Done,
+                (true, true) => {
+                    back.push(format!("lease:{name}"));
+                    Lease::Done
+                }
+                (true, false) => {
+                    if let Ok(mut h) = self.held.lock() {
+                        h.insert(name.to_string(), now);
+                    }
+                    Lease::Taken
+                }
+            })
+            .collect();
+        let _ = self.shared.delete(&back);
+        Ok(leases)
+    }
+
+    /// [`Cluster::take_leases`] for one window.
     fn take_lease(&self, name: &str) -> Result<Lease, SharedError> {
-        let lease = format!("lease:{name}");
-        if !self.shared.lease(&lease, &self.replica, self.lease)? {
-            return Ok(Lease::Held);
-        }
-        if matches!(self.shared.exists(&format!("fc:{name}")), Ok(true)) {
-            let _ = self.shared.delete(&[lease]);
-            return Ok(Lease::Done);
-        }
-        if let Ok(mut h) = self.held.lock() {
-            h.insert(name.to_string(), Instant::now());
-        }
-        Ok(Lease::Taken)
+        Ok(self.take_leases(&[name])?.pop().unwrap_or(Lease::Held))
     }
 
     /// True when this replica holds the lease `name`.
@@ -561,63 +581,65 @@ impl Inner {
                 c.nap(POLL);
                 continue;
             }
-            for item in items {
-                self.take_item(c, item.priority, &item.id, &item.payload, item.reclaimed);
-            }
+            self.take_items(c, items);
         }
     }
 
-    fn take_item(&self, c: &Cluster, priority: u8, id: &str, payload: &str, reclaimed: bool) {
-        let Some(key) = parse_window(payload) else {
-            let _ = c.shared.ack(priority, id);
+    /// Leases the pulled items' windows (one round trip for all) and queues
+    /// those this replica now holds; items of windows unknown, gone or
+    /// already computed are acknowledged.
+    fn take_items(&self, c: &Cluster, items: Vec<Pulled>) {
+        let mut wanted = Vec::new();
+        for item in items {
+            let known = parse_window(&item.payload).and_then(|key| {
+                // Deleted or flushed since: nothing to compute.
+                let upload = self.resolve(&key.handle, key.kind).ok()?;
+                self.cached_forecast(&upload, &key)
+                    .is_none()
+                    .then_some((key, upload))
+            });
+            match known {
+                Some((key, upload)) => wanted.push((item, key, upload)),
+                None => {
+                    let _ = c.shared.ack(item.priority, &item.id);
+                }
+            }
+        }
+        let names: Vec<&str> = wanted.iter().map(|(i, ..)| i.payload.as_str()).collect();
+        // Redis not answering: the items stay pending and are pulled again.
+        let Ok(leases) = c.take_leases(&names) else {
             return;
         };
-        let upload = match self.resolve(&key.handle, key.kind) {
-            Ok(u) => u,
-            // Deleted or flushed since: nothing to compute.
-            Err(_) => {
-                let _ = c.shared.ack(priority, id);
-                return;
+        for ((item, key, upload), lease) in wanted.into_iter().zip(leases) {
+            match lease {
+                // Another replica computes it: the item stays pending, and
+                // is taken over after the lease if that replica dies.
+                Lease::Held => continue,
+                // Finished elsewhere a moment ago.
+                Lease::Done => {
+                    let _ = c.shared.ack(item.priority, &item.id);
+                    continue;
+                }
+                Lease::Taken => {}
             }
-        };
-        let stored = || {
-            matches!(
-                c.shared.exists(&format!("fc:{}", window_name(&key))),
-                Ok(true)
-            )
-        };
-        if self.cached_forecast(&upload, &key).is_some() || stored() {
-            let _ = c.shared.ack(priority, id);
-            return;
-        }
-        match c.take_lease(payload) {
-            // Another replica computes it: the item stays pending, and is
-            // taken over after the lease if that replica dies.
-            Ok(Lease::Held) | Err(_) => return,
-            // Finished elsewhere a moment ago.
-            Ok(Lease::Done) => {
-                let _ = c.shared.ack(priority, id);
-                return;
+            c.claimed.fetch_add(1, Ordering::Relaxed);
+            if item.reclaimed {
+                c.reclaimed.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(Lease::Taken) => {}
-        }
-        c.claimed.fetch_add(1, Ordering::Relaxed);
-        if reclaimed {
-            c.reclaimed.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Ok(mut acks) = c.acks.lock() {
-            acks.entry(payload.to_string())
-                .or_default()
-                .push((priority, id.to_string()));
-        }
-        if let Err(e) = self
-            .jobs
-            .submit(JobKey::new(key.clone(), upload), priority, true)
-        {
-            tracing::debug!(error = %EngineError::from(e), "shared work not queued");
-            // Left for another replica (or a later pull), not held here.
-            if c.release(payload) {
-                let _ = c.shared.delete(&[format!("lease:{payload}")]);
+            if let Ok(mut acks) = c.acks.lock() {
+                acks.entry(item.payload.clone())
+                    .or_default()
+                    .push((item.priority, item.id.clone()));
+            }
+            if let Err(e) = self
+                .jobs
+                .submit(JobKey::new(key, upload), item.priority, true)
+            {
+                tracing::debug!(error = %EngineError::from(e), "shared work not queued");
+                // Left for another replica (or a later pull), not held here.
+                if c.release(&item.payload) {
+                    let _ = c.shared.delete(&[format!("lease:{}", item.payload)]);
+                }
             }
         }
     }
