@@ -20,9 +20,11 @@ use redis::AsyncCommands as _;
 use redis::aio::ConnectionManager;
 
 mod keeper;
+mod leases;
 mod reply;
 mod streams;
 use keeper::{Keeper, run_id};
+pub use leases::Finished;
 
 /// Writes kept while Redis is away: `(key, value)`, oldest first.
 type Deferred = Arc<Mutex<VecDeque<(String, Vec<u8>)>>>;
@@ -394,37 +396,6 @@ impl Shared {
         }
     }
 
-    /// Stores a finished result (as [`Shared::set_or_defer`]), frees the
-    /// lease `release` and acknowledges the work items `acks` (priority,
-    /// entry id) that it answers, in one round trip.
-    pub fn store_done(&self, name: &str, value: &[u8], release: &str, acks: &[(u8, String)]) {
-        let (key, lease) = (self.key(name), self.key(release));
-        let items: Vec<(String, String)> = acks
-            .iter()
-            .map(|(p, id)| (self.stream(*p), id.clone()))
-            .collect();
-        let ttl = self.cfg.ttl.as_secs().max(1);
-        let v = value.to_vec();
-        let k = key.clone();
-        let wrote = self.call(|mut c| async move {
-            let mut pipe = redis::pipe();
-            pipe.set_ex(&k, v, ttl).ignore().unlink(&lease).ignore();
-            for (stream, id) in &items {
-                pipe.cmd("XACK").arg(stream).arg(GROUP).arg(id).ignore();
-                pipe.cmd("XDEL").arg(stream).arg(id).ignore();
-            }
-            pipe.query_async::<()>(&mut c).await
-        });
-        if wrote.is_err()
-            && let Ok(mut d) = self.deferred.lock()
-        {
-            if d.len() >= DEFERRED_MAX {
-                d.pop_front();
-            }
-            d.push_back((key, value.to_vec()));
-        }
-    }
-
     /// [`Shared::set_or_defer`] for many values, in one round trip.
     pub fn set_many_or_defer(&self, values: Vec<(String, Vec<u8>)>) {
         if values.is_empty() {
@@ -453,104 +424,6 @@ impl Shared {
                 d.push_back(kv);
             }
         }
-    }
-
-    /// Takes the lease `name` for `lease` unless someone holds it.
-    pub fn lease(&self, name: &str, holder: &str, lease: Duration) -> Result<bool, SharedError> {
-        let key = self.key(name);
-        let holder = holder.to_string();
-        let ms = lease.as_millis().max(1) as u64;
-        self.call(|mut c| async move {
-            let set: Option<String> = redis::cmd("SET")
-                .arg(key)
-                .arg(holder)
-                .arg("NX")
-                .arg("PX")
-                .arg(ms)
-                .query_async(&mut c)
-                .await?;
-            Ok(set.is_some())
-        })
-    }
-
-    /// For each `(lease, check)` pair, [`Shared::lease`] and then whether
-    /// `check` exists, all in one round trip: (lease taken, `check` exists)
-    /// per pair, in order.
-    pub fn lease_many(
-        &self,
-        pairs: &[(String, String)],
-        holder: &str,
-        lease: Duration,
-    ) -> Result<Vec<(bool, bool)>, SharedError> {
-        if pairs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(l, c)| (self.key(l), self.key(c)))
-            .collect();
-        let holder = holder.to_string();
-        let ms = lease.as_millis().max(1) as u64;
-        let replies = self.call(|mut c| async move {
-            let mut pipe = redis::pipe();
-            for (l, check) in &keys {
-                pipe.cmd("SET")
-                    .arg(l)
-                    .arg(&holder)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ms);
-                pipe.cmd("EXISTS").arg(check);
-            }
-            pipe.query_async::<Vec<redis::Value>>(&mut c).await
-        })?;
-        if replies.len() != pairs.len() * 2 {
-            return Err(SharedError::Redis(format!(
-                "{} replies to {} lease commands",
-                replies.len(),
-                pairs.len() * 2
-            )));
-        }
-        Ok(replies
-            .chunks(2)
-            .map(|r| {
-                let taken = !matches!(r[0], redis::Value::Nil);
-                let exists = matches!(r[1], redis::Value::Int(n) if n > 0);
-                (taken, exists)
-            })
-            .collect())
-    }
-
-    /// Extends the leases `names` that `holder` still holds by `lease`
-    /// (one round trip; a lease that expired or passed to another holder is
-    /// left alone).
-    pub fn renew(
-        &self,
-        names: &[String],
-        holder: &str,
-        lease: Duration,
-    ) -> Result<(), SharedError> {
-        if names.is_empty() {
-            return Ok(());
-        }
-        const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-            return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
-        let keys: Vec<String> = names.iter().map(|n| self.key(n)).collect();
-        let holder = holder.to_string();
-        let ms = lease.as_millis().max(1) as u64;
-        self.call(|mut c| async move {
-            let mut pipe = redis::pipe();
-            for k in &keys {
-                pipe.cmd("EVAL")
-                    .arg(RENEW)
-                    .arg(1)
-                    .arg(k)
-                    .arg(&holder)
-                    .arg(ms)
-                    .ignore();
-            }
-            pipe.query_async::<()>(&mut c).await
-        })
     }
 
     /// Deletes `names`.

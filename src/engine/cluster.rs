@@ -17,17 +17,18 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::cache::shared::{Pulled, Shared, SharedError, SharedFigures};
+use crate::cache::shared::{Finished, Shared, SharedError, SharedFigures};
 use crate::plot::Origin;
 
 use super::error::EngineError;
-use super::forecast::{JobKey, Target, WindowForecast, WindowKey};
+use super::forecast::{Target, WindowForecast, WindowKey};
 use super::scheduler::PRIORITY_PREFETCH;
 use super::state::Inner;
 use super::upload::{Upload, WindowKind};
 
 mod codec;
-use codec::{decode_forecast, encode_forecast, parse_window, window_name};
+mod puller;
+use codec::{decode_forecast, encode_forecast, window_name};
 
 /// How often a replica waiting for a window computed elsewhere looks.
 const POLL: Duration = Duration::from_millis(100);
@@ -74,6 +75,8 @@ pub(crate) struct Cluster {
     held: Mutex<HashMap<String, Instant>>,
     /// When the held leases were last renewed.
     renewed: Mutex<Instant>,
+    /// Forecasts computed in the current forward pass, stored at its end.
+    finished: Mutex<Vec<Finished>>,
 }
 
 /// The cluster figures of `/metrics` and `/health`.
@@ -144,6 +147,7 @@ impl Cluster {
             work: (Mutex::new(false), std::sync::Condvar::new()),
             held: Mutex::default(),
             renewed: Mutex::new(Instant::now()),
+            finished: Mutex::default(),
         }
     }
 
@@ -402,20 +406,35 @@ impl Inner {
             .delete(&[format!("queued:{}:{kind}", upload.handle)]);
     }
 
-    /// Stores a computed forecast in Redis, releases its lease and
-    /// acknowledges the work items it answers: one round trip on the model
-    /// thread.
+    /// Queues a computed forecast for Redis with its lease's release and
+    /// the work items it answers; [`Inner::flush_shared`] stores a pass's
+    /// forecasts together.
     pub(crate) fn share_forecast(&self, key: &WindowKey, f: &WindowForecast) {
         let Some(c) = &self.cluster else { return };
         let name = window_name(key);
         c.release(&name);
         let acks = c.acks.lock().ok().and_then(|mut a| a.remove(&name));
-        c.shared.store_done(
-            &format!("fc:{name}"),
-            &encode_forecast(f),
-            &format!("lease:{name}"),
-            &acks.unwrap_or_default(),
-        );
+        let done = Finished {
+            name: format!("fc:{name}"),
+            value: encode_forecast(f),
+            release: format!("lease:{name}"),
+            acks: acks.unwrap_or_default(),
+        };
+        if let Ok(mut p) = c.finished.lock() {
+            p.push(done);
+        }
+    }
+
+    /// Stores the queued forecasts: one round trip on the model thread per
+    /// forward pass.
+    pub(crate) fn flush_shared(&self) {
+        let Some(c) = &self.cluster else { return };
+        let done = c
+            .finished
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        c.shared.store_done(done);
     }
 
     /// Takes the lease of `key` for this replica: false when another
@@ -551,96 +570,6 @@ impl Inner {
                 self.raw_handles.retain(|_, h| h != handle);
             }
             _ => {}
-        }
-    }
-
-    /// The puller: while the model thread has room, takes work items from
-    /// the streams, leases their windows and queues them locally. Runs
-    /// until the queue closes.
-    pub(crate) fn pull_shared_work(&self, take: usize) {
-        let Some(c) = &self.cluster else { return };
-        while !self.jobs.is_closed() {
-            c.renew_held();
-            let restarts = c.shared.restarts();
-            if c.restarts_seen.swap(restarts, Ordering::Relaxed) != restarts {
-                self.reshare(c);
-            }
-            if self.jobs.queued() >= take * 2 {
-                std::thread::sleep(Duration::from_millis(20));
-                continue;
-            }
-            let items = match c.shared.pull(&c.replica, take, c.lease, &PRIORITIES) {
-                Ok(items) => items,
-                Err(e) => {
-                    tracing::debug!(error = %e, "shared work not pulled");
-                    std::thread::sleep(Duration::from_millis(500));
-                    continue;
-                }
-            };
-            if items.is_empty() {
-                c.nap(POLL);
-                continue;
-            }
-            self.take_items(c, items);
-        }
-    }
-
-    /// Leases the pulled items' windows (one round trip for all) and queues
-    /// those this replica now holds; items of windows unknown, gone or
-    /// already computed are acknowledged.
-    fn take_items(&self, c: &Cluster, items: Vec<Pulled>) {
-        let mut wanted = Vec::new();
-        for item in items {
-            let known = parse_window(&item.payload).and_then(|key| {
-                // Deleted or flushed since: nothing to compute.
-                let upload = self.resolve(&key.handle, key.kind).ok()?;
-                self.cached_forecast(&upload, &key)
-                    .is_none()
-                    .then_some((key, upload))
-            });
-            match known {
-                Some((key, upload)) => wanted.push((item, key, upload)),
-                None => {
-                    let _ = c.shared.ack(item.priority, &item.id);
-                }
-            }
-        }
-        let names: Vec<&str> = wanted.iter().map(|(i, ..)| i.payload.as_str()).collect();
-        // Redis not answering: the items stay pending and are pulled again.
-        let Ok(leases) = c.take_leases(&names) else {
-            return;
-        };
-        for ((item, key, upload), lease) in wanted.into_iter().zip(leases) {
-            match lease {
-                // Another replica computes it: the item stays pending, and
-                // is taken over after the lease if that replica dies.
-                Lease::Held => continue,
-                // Finished elsewhere a moment ago.
-                Lease::Done => {
-                    let _ = c.shared.ack(item.priority, &item.id);
-                    continue;
-                }
-                Lease::Taken => {}
-            }
-            c.claimed.fetch_add(1, Ordering::Relaxed);
-            if item.reclaimed {
-                c.reclaimed.fetch_add(1, Ordering::Relaxed);
-            }
-            if let Ok(mut acks) = c.acks.lock() {
-                acks.entry(item.payload.clone())
-                    .or_default()
-                    .push((item.priority, item.id.clone()));
-            }
-            if let Err(e) = self
-                .jobs
-                .submit(JobKey::new(key, upload), item.priority, true)
-            {
-                tracing::debug!(error = %EngineError::from(e), "shared work not queued");
-                // Left for another replica (or a later pull), not held here.
-                if c.release(&item.payload) {
-                    let _ = c.shared.delete(&[format!("lease:{}", item.payload)]);
-                }
-            }
         }
     }
 }

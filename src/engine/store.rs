@@ -412,4 +412,8 @@ impl Delivery for Inner {
     fn batch(&self, priority: u8, windows: usize, took: std::time::Duration, ok: bool) {
         self.stats.batch(priority, windows, took, ok);
     }
+
+    fn settled(&self) {
+        self.flush_shared();
+    }
 }

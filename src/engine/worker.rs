@@ -46,6 +46,8 @@ pub trait Delivery: Send + Sync {
     fn busy(&self, busy: bool);
     /// A forward pass of `windows` windows at `priority` took `took`.
     fn batch(&self, priority: u8, windows: usize, took: Duration, ok: bool);
+    /// Every result of the pass was delivered.
+    fn settled(&self) {}
 }
 
 /// How the model thread runs.
@@ -144,5 +146,6 @@ pub fn model_worker(
                 }
             }
         }
+        out.settled();
     }
 }

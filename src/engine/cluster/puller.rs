@@ -1,0 +1,107 @@
+//! The puller: each replica's thread that takes work items from the shared
+//! streams when its model thread has room, leases their windows (all of a
+//! pull in one round trip) and queues them locally; it also renews the
+//! leases this replica holds and answers a Redis restart.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::cache::shared::Pulled;
+
+use super::super::error::EngineError;
+use super::super::forecast::JobKey;
+use super::super::state::Inner;
+use super::codec::parse_window;
+use super::{Cluster, Lease, POLL, PRIORITIES};
+
+impl Inner {
+    /// The puller: while the model thread has room, takes work items from
+    /// the streams, leases their windows and queues them locally. Runs
+    /// until the queue closes.
+    pub(crate) fn pull_shared_work(&self, take: usize) {
+        let Some(c) = &self.cluster else { return };
+        while !self.jobs.is_closed() {
+            c.renew_held();
+            let restarts = c.shared.restarts();
+            if c.restarts_seen.swap(restarts, Ordering::Relaxed) != restarts {
+                self.reshare(c);
+            }
+            if self.jobs.queued() >= take * 2 {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            let items = match c.shared.pull(&c.replica, take, c.lease, &PRIORITIES) {
+                Ok(items) => items,
+                Err(e) => {
+                    tracing::debug!(error = %e, "shared work not pulled");
+                    std::thread::sleep(Duration::from_millis(500));
+                    continue;
+                }
+            };
+            if items.is_empty() {
+                c.nap(POLL);
+                continue;
+            }
+            self.take_items(c, items);
+        }
+    }
+
+    /// Leases the pulled items' windows (one round trip for all) and queues
+    /// those this replica now holds; items of windows unknown, gone or
+    /// already computed are acknowledged.
+    fn take_items(&self, c: &Cluster, items: Vec<Pulled>) {
+        let mut wanted = Vec::new();
+        for item in items {
+            let known = parse_window(&item.payload).and_then(|key| {
+                // Deleted or flushed since: nothing to compute.
+                let upload = self.resolve(&key.handle, key.kind).ok()?;
+                self.cached_forecast(&upload, &key)
+                    .is_none()
+                    .then_some((key, upload))
+            });
+            match known {
+                Some((key, upload)) => wanted.push((item, key, upload)),
+                None => {
+                    let _ = c.shared.ack(item.priority, &item.id);
+                }
+            }
+        }
+        let names: Vec<&str> = wanted.iter().map(|(i, ..)| i.payload.as_str()).collect();
+        // Redis not answering: the items stay pending and are pulled again.
+        let Ok(leases) = c.take_leases(&names) else {
+            return;
+        };
+        for ((item, key, upload), lease) in wanted.into_iter().zip(leases) {
+            match lease {
+                // Another replica computes it: the item stays pending, and
+                // is taken over after the lease if that replica dies.
+                Lease::Held => continue,
+                // Finished elsewhere a moment ago.
+                Lease::Done => {
+                    let _ = c.shared.ack(item.priority, &item.id);
+                    continue;
+                }
+                Lease::Taken => {}
+            }
+            c.claimed.fetch_add(1, Ordering::Relaxed);
+            if item.reclaimed {
+                c.reclaimed.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Ok(mut acks) = c.acks.lock() {
+                acks.entry(item.payload.clone())
+                    .or_default()
+                    .push((item.priority, item.id.clone()));
+            }
+            if let Err(e) = self
+                .jobs
+                .submit(JobKey::new(key, upload), item.priority, true)
+            {
+                tracing::debug!(error = %EngineError::from(e), "shared work not queued");
+                // Left for another replica (or a later pull), not held here.
+                if c.release(&item.payload) {
+                    let _ = c.shared.delete(&[format!("lease:{}", item.payload)]);
+                }
+            }
+        }
+    }
+}
