@@ -361,12 +361,6 @@ impl Shared {
         self.call(|mut c| async move { c.get(key).await })
     }
 
-    /// True when a value is stored under `name`.
-    pub fn exists(&self, name: &str) -> Result<bool, SharedError> {
-        let key = self.key(name);
-        self.call(|mut c| async move { c.exists(key).await })
-    }
-
     /// The values under `names`, in order.
     pub fn get_many(&self, names: &[String]) -> Result<Vec<Option<Vec<u8>>>, SharedError> {
         if names.is_empty() {

@@ -120,40 +120,22 @@ pub struct RowLayout {
     pub channels_first: bool,
 }
 
-/// Fills `keep` (one flag per element of torch's row, in its order) from
-/// one stream exactly as [`RowRng::mask`] draws: each draw's low then high
-/// 32 bits (a row's odd last half left unused).
-fn draw_row(keep: &mut [bool], rng: &mut Rng, threshold: u64) {
-    for pair in keep.chunks_mut(2) {
-        let bits = rng.next_u64();
-        for (k, half) in pair.iter_mut().zip([bits & 0xFFFF_FFFF, bits >> 32]) {
-            *k = half >= threshold;
-        }
-    }
-}
-
-/// Applies one row's mask to its `held × channels` block: the flags drawn
-/// first (torch's order), then multiplied in our layout (reading the
-/// flags transposed for channels-first, never writing `x` at a stride).
-fn apply_row(
-    x: &mut [f32],
-    keep: &mut [bool],
-    rng: &mut Rng,
-    threshold: u64,
-    scale: f32,
-    l: RowLayout,
-) {
-    draw_row(keep, rng, threshold);
+/// Applies one row's mask to its `held × channels` block: the mask drawn
+/// first into `mask` (torch's order, [`MaskStream`]), then multiplied in our
+/// layout (read transposed for channels-first, never writing `x` at a
+/// stride).
+fn apply_row(x: &mut [f32], mask: &mut [f32], rng: &mut Rng, p: f32, l: RowLayout) {
+    MaskStream::new(rng, p).fill(mask);
     let c = l.channels;
     for (i, row) in x.chunks_mut(c.max(1)).enumerate() {
         let t = l.start + i;
         if l.channels_first {
             for (ch, v) in row.iter_mut().enumerate() {
-                *v *= if keep[ch * l.tokens + t] { scale } else { 0.0 };
+                *v *= mask[ch * l.tokens + t];
             }
         } else {
-            for (v, k) in row.iter_mut().zip(&keep[t * c..(t + 1) * c]) {
-                *v *= if *k { scale } else { 0.0 };
+            for (v, m) in row.iter_mut().zip(&mask[t * c..(t + 1) * c]) {
+                *v *= m;
             }
         }
     }
@@ -177,6 +159,7 @@ impl<'a> MaskStream<'a> {
         MaskStream {
             rng,
             spare: None,
+            // Keep when a uniform 32-bit draw is at or above p * 2^32.
             threshold: (p as f64 * 4_294_967_296.0) as u64,
             scale: 1.0 / (1.0 - p),
         }
@@ -184,8 +167,15 @@ impl<'a> MaskStream<'a> {
 
     /// The next `out.len()` mask values (`1/(1-p)` or 0).
     pub fn fill(&mut self, out: &mut [f32]) {
-        let (t, s) = (self.threshold, self.scale);
-        let pick = |half: u64| if half >= t { s } else { 0.0 };
+        let scale = self.scale;
+        self.fill_with(out, scale, 0.0);
+    }
+
+    /// The next `out.len()` draws as `keep` or `dropped` (a GPU's mask
+    /// crosses the bus as 0/1 bytes).
+    pub fn fill_with<T: Copy>(&mut self, out: &mut [T], keep: T, dropped: T) {
+        let t = self.threshold;
+        let pick = |half: u64| if half >= t { keep } else { dropped };
         let rest = match (self.spare.take(), out.split_first_mut()) {
             (Some(half), Some((first, rest))) => {
                 *first = pick(half);
@@ -259,25 +249,15 @@ impl MaskSource for RowRng {
             )));
         }
         let per_row: usize = shape[1..].iter().product();
-        let scale = 1.0 / (1.0 - p);
-        // Keep when a uniform 32-bit draw is at or above p * 2^32.
-        let threshold = (p as f64 * 4_294_967_296.0) as u64;
         if !device.is_cpu() {
             // On a GPU the same draws cross the bus as 0/1 bytes (a quarter of
             // f32's) and are scaled there: the mask is bit for bit the CPU's.
             let mut keep = vec![0u8; rows * per_row];
             keep.par_chunks_mut(per_row.max(1))
                 .zip(self.rows.par_iter_mut())
-                .for_each(|(out, rng)| {
-                    for pair in out.chunks_mut(2) {
-                        let bits = rng.next_u64();
-                        for (x, half) in pair.iter_mut().zip([bits & 0xFFFF_FFFF, bits >> 32]) {
-                            *x = u8::from(half >= threshold);
-                        }
-                    }
-                });
+                .for_each(|(out, rng)| MaskStream::new(rng, p).fill_with(out, 1, 0));
             let m = Tensor::from_vec(keep, shape, device)?.to_dtype(DType::F32)?;
-            return Ok(Some(m.affine(f64::from(scale), 0.0)?));
+            return Ok(Some(m.affine(f64::from(1.0 / (1.0 - p)), 0.0)?));
         }
         let mut data = vec![0f32; rows * per_row];
         // Rows are independent streams: fill them in parallel.
@@ -332,13 +312,11 @@ impl RowRng {
                 self.rows.len()
             )));
         }
-        let scale = 1.0 / (1.0 - p);
-        let threshold = (p as f64 * 4_294_967_296.0) as u64;
         x.par_chunks_mut(per_row.max(1))
             .zip(self.rows.par_iter_mut())
             .for_each_init(
-                || vec![false; l.tokens * l.channels],
-                |keep, (row, rng)| apply_row(row, keep, rng, threshold, scale, l),
+                || vec![0f32; l.tokens * l.channels],
+                |mask, (row, rng)| apply_row(row, mask, rng, p, l),
             );
         Ok(())
     }
