@@ -130,7 +130,14 @@ async fn stream_all(grpc: String, handle: String, n: i64) -> Vec<i64> {
 #[test]
 fn three_replicas_share_one_upload_and_one_flush() {
     let redis = Redis::start();
-    let (a, b, c) = (replica(&redis, 3), replica(&redis, 3), replica(&redis, 3));
+    // 16 samples: 4 windows per forward pass, so a replica holds at most 8
+    // of the 110 at a time and B and C get a share even when their pullers
+    // wake a few passes after A's (2 cores shared by 3 processes).
+    let (a, b, c) = (
+        replica(&redis, 16),
+        replica(&redis, 16),
+        replica(&redis, 16),
+    );
     runtime().block_on(async {
         let http = client();
         let (handle, n) = process(&http, &a).await;

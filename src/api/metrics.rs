@@ -427,7 +427,7 @@ fn encode_cluster(enc: &mut DescriptorEncoder, cl: &ClusterFigures) -> Result<()
     one(
         enc,
         "glurpc_windows_reclaimed",
-        "Of those, items taken over from a replica that held them past the lease.",
+        "Windows taken over from a replica that held their lease past it (stream items claimed again, or windows a waiting request computed).",
         counter(cl.reclaimed),
     )?;
     one(

@@ -95,3 +95,14 @@ impl Default for EngineConfig {
         }
     }
 }
+
+impl EngineConfig {
+    /// Windows in one forward pass of a model thread: as many as fit in the
+    /// model's row budget (all samples of a window in the same pass), at
+    /// most `batch_size`, so that interactive work waits at most one pass
+    /// behind background work.
+    pub fn windows_per_pass(&self) -> usize {
+        let rows = crate::bridge::predict_options(self.samples, self.batch_size).max_rows;
+        (rows / self.samples.max(1)).clamp(1, self.batch_size.max(1))
+    }
+}

@@ -138,11 +138,7 @@ impl Engine {
                 .spawn(move || {
                     let cfg = &worker_inner.cfg;
                     let opts = predict_options(cfg.samples, cfg.batch_size);
-                    // One forward pass per batch, so that interactive work
-                    // waits at most one pass behind background work: as many
-                    // windows as fit in `max_rows` rows (all samples of a
-                    // window in the same pass), at most BATCH_SIZE.
-                    let take = (opts.max_rows / cfg.samples.max(1)).clamp(1, cfg.batch_size.max(1));
+                    let take = cfg.windows_per_pass();
                     let settings = WorkerSettings {
                         opts,
                         take,
@@ -167,7 +163,10 @@ impl Engine {
                 }
             });
             let puller = inner.clone();
-            let take = inner.cfg.batch_size.max(1);
+            // One pass per model thread queued ahead, no more: a replica
+            // holds only what it starts soon, and the rest of an upload is
+            // left on the streams for the other replicas.
+            let take = inner.cfg.windows_per_pass() * count;
             let started = std::thread::Builder::new()
                 .name("glurpc-puller".into())
                 .spawn(move || puller.pull_shared_work(take));

@@ -15,9 +15,9 @@ use super::codec::parse_window;
 use super::{Cluster, Lease, POLL, PRIORITIES};
 
 impl Inner {
-    /// The puller: while the model thread has room, takes work items from
-    /// the streams, leases their windows and queues them locally. Runs
-    /// until the queue closes.
+    /// The puller: while the model threads have room for their next pass
+    /// (`take` windows), takes work items from the streams, leases their
+    /// windows and queues them locally. Runs until the queue closes.
     pub(crate) fn pull_shared_work(&self, take: usize) {
         let Some(c) = &self.cluster else { return };
         while !self.jobs.is_closed() {
@@ -26,11 +26,17 @@ impl Inner {
             if c.restarts_seen.swap(restarts, Ordering::Relaxed) != restarts {
                 self.reshare(c);
             }
-            if self.jobs.queued() >= take * 2 {
+            // At most `take` windows waiting here (the model threads' next
+            // pass): the rest stay on the streams for other replicas.
+            let queued = self.jobs.queued();
+            if queued >= take {
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             }
-            let items = match c.shared.pull(&c.replica, take, c.lease, &PRIORITIES) {
+            let items = match c
+                .shared
+                .pull(&c.replica, take - queued, c.lease, &PRIORITIES)
+            {
                 Ok(items) => items,
                 Err(e) => {
                     tracing::debug!(error = %e, "shared work not pulled");
