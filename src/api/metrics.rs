@@ -427,7 +427,7 @@ fn encode_cluster(enc: &mut DescriptorEncoder, cl: &ClusterFigures) -> Result<()
     one(
         enc,
         "glurpc_windows_reclaimed",
-        "Windows taken over from a replica that held their lease past it (stream items claimed again, or windows a waiting request computed).",
+        "Work items claimed again from a replica that held them past the lease.",
         counter(cl.reclaimed),
     )?;
     one(

@@ -86,9 +86,9 @@ pub struct ClusterFigures {
     pub store: SharedFigures,
     /// Work items this replica took from the streams.
     pub claimed: u64,
-    /// Windows taken over from a replica that held their lease past it:
-    /// work items claimed again from the streams, or windows a waiting
-    /// request computed here.
+    /// Work items claimed again from a replica that held them past the
+    /// lease (dead or stalled), whether or not their window still needed
+    /// computing.
     pub reclaimed: u64,
     /// Windows this replica put back on the streams after Redis restarted.
     pub requeued: u64,
@@ -476,14 +476,6 @@ impl Inner {
         let c = self.cluster.as_ref()?;
         let name = window_name(key);
         let deadline = Instant::now() + c.lease;
-        // Another replica held the lease: computing it here after waiting
-        // is a takeover (that replica died or stalled), counted as one.
-        let mut held = false;
-        let taken_over = |held: bool| {
-            if held {
-                c.reclaimed.fetch_add(1, Ordering::Relaxed);
-            }
-        };
         loop {
             if let Some(f) = self.cached_forecast(upload, key) {
                 return Some(f);
@@ -495,25 +487,16 @@ impl Inner {
             }
             let lease = format!("lease:{name}");
             match c.take_lease(&name) {
-                Ok(Lease::Taken) => {
-                    taken_over(held);
-                    return None;
-                }
-                Err(_) => return None,
+                Ok(Lease::Taken) | Err(_) => return None,
                 // Stored meanwhile: read on the next turn.
                 Ok(Lease::Done) => {}
                 // This replica's puller holds it: the request's job merges
                 // with the queued one and raises its priority.
                 Ok(Lease::Held) if c.holds(&lease) => return None,
-                Ok(Lease::Held) if self.jobs.is_closed() => return None,
-                Ok(Lease::Held) if Instant::now() >= deadline => {
-                    taken_over(true);
+                Ok(Lease::Held) if Instant::now() >= deadline || self.jobs.is_closed() => {
                     return None;
                 }
-                Ok(Lease::Held) => {
-                    held = true;
-                    std::thread::sleep(POLL);
-                }
+                Ok(Lease::Held) => std::thread::sleep(POLL),
             }
         }
     }

@@ -58,6 +58,12 @@ impl Inner {
     fn take_items(&self, c: &Cluster, items: Vec<Pulled>) {
         let mut wanted = Vec::new();
         for item in items {
+            // Taken over from a replica past its lease, even when its window
+            // was finished meanwhile (a person's request computes a window
+            // nobody delivered for a lease).
+            if item.reclaimed {
+                c.reclaimed.fetch_add(1, Ordering::Relaxed);
+            }
             let known = parse_window(&item.payload).and_then(|key| {
                 // Deleted or flushed since: nothing to compute.
                 let upload = self.resolve(&key.handle, key.kind).ok()?;
@@ -90,9 +96,6 @@ impl Inner {
                 Lease::Taken => {}
             }
             c.claimed.fetch_add(1, Ordering::Relaxed);
-            if item.reclaimed {
-                c.reclaimed.fetch_add(1, Ordering::Relaxed);
-            }
             if let Ok(mut acks) = c.acks.lock() {
                 acks.entry(item.payload.clone())
                     .or_default()
