@@ -7,7 +7,9 @@
 //! lets every window reach a stream, and gets the upload and its unfinished
 //! windows back from the replicas; a flush on one replica empties the
 //! others' view; replicas share through a Redis that speaks only TLS and
-//! checks their certificates (made with the `openssl` command).
+//! checks their certificates (made with the `openssl` command). The work
+//! streams alone: the most urgent items first, in one pull, and items held
+//! past the lease taken over.
 
 mod common;
 
@@ -358,4 +360,46 @@ fn replicas_share_through_a_redis_that_speaks_only_tls() {
         let health = json(http.get(b.url("/health"))).await;
         assert_eq!(health["status"], "ok", "{health}");
     });
+}
+
+#[test]
+fn the_work_streams_give_the_most_urgent_items_first_and_take_over_past_the_lease() {
+    use glurpc::cache::shared::{RedisTls, Shared, SharedConfig};
+    let redis = Redis::start();
+    let shared = Shared::connect(SharedConfig {
+        url: redis.url(),
+        tls: RedisTls::default(),
+        prefix: "t:".into(),
+        ttl: Duration::from_secs(60),
+        timeout: Duration::from_secs(5),
+    })
+    .unwrap();
+    let names = |p: &str, n: usize| (0..n).map(|i| format!("{p}{i}")).collect::<Vec<_>>();
+    shared.enqueue(3, &names("later", 3)).unwrap();
+    shared.enqueue(1, &names("sooner", 3)).unwrap();
+    let long = Duration::from_secs(60);
+    let payloads = |items: &[glurpc::cache::shared::Pulled]| {
+        items.iter().map(|i| i.payload.clone()).collect::<Vec<_>>()
+    };
+    // The urgent stream first, at most `count`, then the rest of it, then
+    // the next stream.
+    let a = shared.pull("a", 2, long, &[0, 1, 3]).unwrap();
+    assert_eq!(payloads(&a), ["sooner0", "sooner1"]);
+    assert!(a.iter().all(|i| i.priority == 1 && !i.reclaimed));
+    let a2 = shared.pull("a", 5, long, &[0, 1, 3]).unwrap();
+    assert_eq!(payloads(&a2), ["sooner2"]);
+    let b = shared.pull("b", 5, long, &[0, 1, 3]).unwrap();
+    assert_eq!(payloads(&b), ["later0", "later1", "later2"]);
+    assert!(b.iter().all(|i| i.priority == 3 && !i.reclaimed));
+    // Nothing new, nothing held past a long lease.
+    assert!(shared.pull("c", 5, long, &[0, 1, 3]).unwrap().is_empty());
+    // Acknowledged items are gone; the others are taken over once held
+    // past the lease.
+    shared.ack(1, &a[0].id).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let short = Duration::from_millis(20);
+    let c = shared.pull("c", 5, short, &[0, 1, 3]).unwrap();
+    assert_eq!(payloads(&c), ["sooner1", "sooner2"]);
+    assert!(c.iter().all(|i| i.priority == 1 && i.reclaimed));
+    assert!(shared.pull("c", 0, short, &[0, 1, 3]).unwrap().is_empty());
 }

@@ -33,7 +33,9 @@ impl Shared {
     }
 
     /// Up to `count` work items for `consumer`, most urgent priority first:
-    /// items another consumer held past `lease` before new ones.
+    /// items another consumer held past `lease` before new ones. One round
+    /// trip whatever the priorities (a script that stops at the first
+    /// stream with work), so a pull costs the same at every priority.
     pub fn pull(
         &self,
         consumer: &str,
@@ -41,59 +43,80 @@ impl Shared {
         lease: Duration,
         priorities: &[u8],
     ) -> Result<Vec<Pulled>, SharedError> {
-        for &p in priorities {
-            let stream = self.stream(p);
-            let known = self.groups.lock().is_ok_and(|g| g.contains(&stream));
+        // KEYS: the streams, most urgent first. ARGV: group, consumer, idle
+        // ms, count. Returns {position, XAUTOCLAIM reply, XREADGROUP reply}
+        // of the first stream that gave anything, or {-1}.
+        const PULL: &str = "for i, s in ipairs(KEYS) do \
+            local claimed = redis.call('XAUTOCLAIM', s, ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', ARGV[4]) \
+            local read = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[4], 'STREAMS', s, '>') \
+            if #claimed[2] > 0 or read then return {i - 1, claimed, read} end \
+            end return {-1}";
+        if count == 0 || priorities.is_empty() {
+            return Ok(Vec::new());
+        }
+        let streams: Vec<String> = priorities.iter().map(|&p| self.stream(p)).collect();
+        for stream in &streams {
+            let known = self.groups.lock().is_ok_and(|g| g.contains(stream));
             if !known {
-                self.ensure_group(&stream)?;
+                self.ensure_group(stream)?;
                 if let Ok(mut g) = self.groups.lock() {
                     g.insert(stream.clone());
                 }
             }
-            let (s, who) = (stream.clone(), consumer.to_string());
-            let idle = lease.as_millis() as u64;
-            // Items held past the lease, then new ones: one round trip.
-            let replies: Result<(Value, Value), SharedError> = self.call(|mut c| async move {
-                redis::pipe()
-                    .cmd("XAUTOCLAIM")
-                    .arg(&s)
-                    .arg(GROUP)
-                    .arg(&who)
-                    .arg(idle)
-                    .arg("0-0")
-                    .arg("COUNT")
-                    .arg(count)
-                    .cmd("XREADGROUP")
-                    .arg("GROUP")
-                    .arg(GROUP)
-                    .arg(&who)
-                    .arg("COUNT")
-                    .arg(count)
-                    .arg("STREAMS")
-                    .arg(&s)
-                    .arg(">")
-                    .query_async(&mut c)
-                    .await
-            });
-            let (claimed, read) = match replies {
-                Ok(r) => r,
-                Err(e) => {
-                    // The stream was flushed away: make the group again next time.
-                    if matches!(&e, SharedError::Redis(m) if m.contains("NOGROUP"))
-                        && let Ok(mut g) = self.groups.lock()
-                    {
-                        g.remove(&stream);
-                    }
-                    return Err(e);
-                }
-            };
-            let mut items = entries(&claimed, 1, p, true);
-            items.extend(read_entries(&read, p));
-            if !items.is_empty() {
-                return Ok(items);
-            }
         }
-        Ok(Vec::new())
+        let (keys, who) = (streams.clone(), consumer.to_string());
+        let idle = lease.as_millis() as u64;
+        let reply: Result<Value, SharedError> = self.call(|mut c| async move {
+            redis::cmd("EVAL")
+                .arg(PULL)
+                .arg(keys.len())
+                .arg(&keys)
+                .arg(GROUP)
+                .arg(&who)
+                .arg(idle)
+                .arg(count)
+                .query_async(&mut c)
+                .await
+        });
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                // A stream was flushed away: make the groups again next time.
+                if matches!(&e, SharedError::Redis(m) if m.contains("NOGROUP"))
+                    && let Ok(mut g) = self.groups.lock()
+                {
+                    for s in &streams {
+                        g.remove(s);
+                    }
+                }
+                return Err(e);
+            }
+        };
+        let Value::Array(parts) = reply else {
+            return Err(SharedError::Redis(
+                "pull: the script's reply is not a list".into(),
+            ));
+        };
+        let at = match parts.first() {
+            Some(Value::Int(i)) if *i >= 0 => *i as usize,
+            Some(Value::Int(_)) => return Ok(Vec::new()),
+            _ => {
+                return Err(SharedError::Redis(
+                    "pull: the script's reply has no position".into(),
+                ));
+            }
+        };
+        let Some(&priority) = priorities.get(at) else {
+            return Err(SharedError::Redis(format!("pull: no stream {at}")));
+        };
+        let mut items = parts
+            .get(1)
+            .map(|c| entries(c, 1, priority, true))
+            .unwrap_or_default();
+        if let Some(read) = parts.get(2) {
+            items.extend(read_entries(read, priority));
+        }
+        Ok(items)
     }
 
     fn ensure_group(&self, stream: &str) -> Result<(), SharedError> {
