@@ -364,7 +364,7 @@ fn replicas_share_through_a_redis_that_speaks_only_tls() {
 
 #[test]
 fn the_work_streams_give_the_most_urgent_items_first_and_take_over_past_the_lease() {
-    use glurpc::cache::shared::{RedisTls, Shared, SharedConfig};
+    use glurpc::cache::shared::{PullLeases, RedisTls, Shared, SharedConfig};
     let redis = Redis::start();
     let shared = Shared::connect(SharedConfig {
         url: redis.url(),
@@ -383,23 +383,65 @@ fn the_work_streams_give_the_most_urgent_items_first_and_take_over_past_the_leas
     };
     // The urgent stream first, at most `count`, then the rest of it, then
     // the next stream.
-    let a = shared.pull("a", 2, long, &[0, 1, 3]).unwrap();
+    let a = shared.pull("a", 2, long, &[0, 1, 3], None).unwrap();
     assert_eq!(payloads(&a), ["sooner0", "sooner1"]);
     assert!(a.iter().all(|i| i.priority == 1 && !i.reclaimed));
-    let a2 = shared.pull("a", 5, long, &[0, 1, 3]).unwrap();
+    let a2 = shared.pull("a", 5, long, &[0, 1, 3], None).unwrap();
     assert_eq!(payloads(&a2), ["sooner2"]);
-    let b = shared.pull("b", 5, long, &[0, 1, 3]).unwrap();
+    // With leases: each item's lease taken, its check key looked for.
+    shared.set("done:later1", b"x").unwrap();
+    shared.set("lease:later2", b"someone").unwrap();
+    let leases = PullLeases {
+        lease_prefix: "lease:",
+        check_prefix: "done:",
+        holder: "b",
+        ttl: long,
+    };
+    let b = shared
+        .pull("b", 5, long, &[0, 1, 3], Some(&leases))
+        .unwrap();
     assert_eq!(payloads(&b), ["later0", "later1", "later2"]);
     assert!(b.iter().all(|i| i.priority == 3 && !i.reclaimed));
+    let found: Vec<_> = b.iter().map(|i| i.lease).collect();
+    assert_eq!(
+        found,
+        [
+            Some((true, false)),
+            Some((true, true)),
+            Some((false, false))
+        ]
+    );
+    assert_eq!(
+        shared.get("lease:later0").unwrap().as_deref(),
+        Some(&b"b"[..])
+    );
+    assert_eq!(
+        shared.get("lease:later2").unwrap().as_deref(),
+        Some(&b"someone"[..])
+    );
+    assert!(a.iter().chain(&a2).all(|i| i.lease.is_none()));
     // Nothing new, nothing held past a long lease.
-    assert!(shared.pull("c", 5, long, &[0, 1, 3]).unwrap().is_empty());
+    assert!(
+        shared
+            .pull("c", 5, long, &[0, 1, 3], None)
+            .unwrap()
+            .is_empty()
+    );
     // Acknowledged items are gone; the others are taken over once held
     // past the lease.
     shared.ack(1, &a[0].id).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     let short = Duration::from_millis(20);
-    let c = shared.pull("c", 5, short, &[0, 1, 3]).unwrap();
+    let c = shared
+        .pull("c", 5, short, &[0, 1, 3], Some(&leases))
+        .unwrap();
     assert_eq!(payloads(&c), ["sooner1", "sooner2"]);
     assert!(c.iter().all(|i| i.priority == 1 && i.reclaimed));
-    assert!(shared.pull("c", 0, short, &[0, 1, 3]).unwrap().is_empty());
+    assert!(c.iter().all(|i| i.lease == Some((true, false))));
+    assert!(
+        shared
+            .pull("c", 0, short, &[0, 1, 3], None)
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -102,6 +102,24 @@ pub struct Pulled {
     pub payload: String,
     /// True when it was taken over from a consumer that held it past the lease.
     pub reclaimed: bool,
+    /// With [`PullLeases`]: whether its lease was taken, and whether its
+    /// check key existed right after (looked for in the same script).
+    pub lease: Option<(bool, bool)>,
+}
+
+/// The leases a pull takes for its items in the same round trip: for an
+/// item with payload `p`, `SET lease_prefix+p holder NX PX ttl`, then
+/// `EXISTS check_prefix+p`.
+#[derive(Debug, Clone, Copy)]
+pub struct PullLeases<'a> {
+    /// Prefix of the lease keys (under the shared prefix).
+    pub lease_prefix: &'a str,
+    /// Prefix of the keys whose presence says the work is done.
+    pub check_prefix: &'a str,
+    /// Who holds the leases taken.
+    pub holder: &'a str,
+    /// How long a lease lasts.
+    pub ttl: Duration,
 }
 
 /// Operation counts and latencies (for `/metrics`).

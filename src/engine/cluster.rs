@@ -206,27 +206,38 @@ impl Cluster {
             .collect();
         let found = self.shared.lease_many(&pairs, &self.replica, self.lease)?;
         let mut back = Vec::new();
-        let now = Instant::now();
         let leases = names
             .iter()
             .zip(found)
-            .map(|(name, found)| match found {
-                (false, false) => Lease::Held,
-                (false, true) => Lease::Done,
-                (true, true) => {
-                    back.push(format!("lease:{name}"));
-                    Lease::Done
-                }
-                (true, false) => {
-                    if let Ok(mut h) = self.held.lock() {
-                        h.insert(name.to_string(), now);
-                    }
-                    Lease::Taken
-                }
-            })
+            .map(|(name, found)| self.settle_lease(name, found, &mut back))
             .collect();
         let _ = self.shared.delete(&back);
         Ok(leases)
+    }
+
+    /// What taking the lease of window `name` found: `(taken, its forecast
+    /// exists)`. A lease taken is remembered as held, unless the forecast
+    /// was stored meanwhile: then it goes on `back`, to be deleted.
+    fn settle_lease(
+        &self,
+        name: &str,
+        (taken, done): (bool, bool),
+        back: &mut Vec<String>,
+    ) -> Lease {
+        match (taken, done) {
+            (false, false) => Lease::Held,
+            (false, true) => Lease::Done,
+            (true, true) => {
+                back.push(format!("lease:{name}"));
+                Lease::Done
+            }
+            (true, false) => {
+                if let Ok(mut h) = self.held.lock() {
+                    h.insert(name.to_string(), Instant::now());
+                }
+                Lease::Taken
+            }
+        }
     }
 
     /// [`Cluster::take_leases`] for one window.

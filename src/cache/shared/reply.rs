@@ -1,40 +1,50 @@
-//! Reading the work streams' replies (`XAUTOCLAIM`, `XREADGROUP`, in RESP2
-//! or RESP3 shapes) into work items.
+//! Reading the pull script's reply (`{position, {id, payload, reclaimed,
+//! lease taken, check exists, ...}}` or `{-1}`, in RESP2 or RESP3 shapes)
+//! into work items.
 
 use redis::Value;
 
-use super::Pulled;
+use super::{Pulled, SharedError};
 
-/// `[[id, [field, value, ...]], ...]` at `value[at]` (XAUTOCLAIM's reply
-/// holds them at 1) as work items.
-pub(super) fn entries(value: &Value, at: usize, priority: u8, reclaimed: bool) -> Vec<Pulled> {
-    let Value::Array(parts) = value else {
-        return Vec::new();
+/// The work items of a pull over the streams of `priorities`.
+pub(super) fn pulled(reply: &Value, priorities: &[u8]) -> Result<Vec<Pulled>, SharedError> {
+    let bad = |what: &str| SharedError::Redis(format!("pull: the script's reply {what}"));
+    let Value::Array(parts) = reply else {
+        return Err(bad("is not a list"));
     };
-    let Some(Value::Array(list)) = parts.get(at) else {
-        return Vec::new();
+    let at = match parts.first() {
+        Some(Value::Int(i)) if *i < 0 => return Ok(Vec::new()),
+        Some(Value::Int(i)) => *i as usize,
+        _ => return Err(bad("has no position")),
     };
-    list.iter()
-        .filter_map(|e| entry(e, priority, reclaimed))
-        .collect()
-}
-
-/// XREADGROUP's reply (`[[stream, [[id, fields], ...]]]`, or nil).
-pub(super) fn read_entries(value: &Value, priority: u8) -> Vec<Pulled> {
-    match value {
-        Value::Array(streams) => streams
-            .iter()
-            .flat_map(|s| entries(s, 1, priority, false))
-            .collect(),
-        Value::Map(streams) => streams
-            .iter()
-            .flat_map(|(_, list)| match list {
-                Value::Array(l) => l.iter().filter_map(|e| entry(e, priority, false)).collect(),
-                _ => Vec::new(),
-            })
-            .collect(),
-        _ => Vec::new(),
+    let Some(&priority) = priorities.get(at) else {
+        return Err(bad("names no stream pulled"));
+    };
+    let Some(Value::Array(flat)) = parts.get(1) else {
+        return Err(bad("has no items"));
+    };
+    if flat.len() % 5 != 0 {
+        return Err(bad("has an incomplete item"));
     }
+    flat.chunks(5)
+        .map(|item| {
+            let (Some(id), Some(payload)) = (text(&item[0]), text(&item[1])) else {
+                return Err(bad("has an item without id or payload"));
+            };
+            let flag = |v: &Value| match v {
+                Value::Int(n) => Ok(*n),
+                _ => Err(bad("has an item without flags")),
+            };
+            let (reclaimed, taken, exists) = (flag(&item[2])?, flag(&item[3])?, flag(&item[4])?);
+            Ok(Pulled {
+                priority,
+                id,
+                payload,
+                reclaimed: reclaimed == 1,
+                lease: (taken >= 0).then_some((taken == 1, exists > 0)),
+            })
+        })
+        .collect()
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -43,22 +53,4 @@ fn text(v: &Value) -> Option<String> {
         Value::SimpleString(s) => Some(s.clone()),
         _ => None,
     }
-}
-
-fn entry(e: &Value, priority: u8, reclaimed: bool) -> Option<Pulled> {
-    let Value::Array(pair) = e else { return None };
-    let id = text(pair.first()?)?;
-    let payload = match pair.get(1)? {
-        Value::Array(fields) => fields.chunks(2).find_map(|kv| match kv {
-            [k, v] if text(k).as_deref() == Some("w") => text(v),
-            _ => None,
-        })?,
-        _ => return None,
-    };
-    Some(Pulled {
-        priority,
-        id,
-        payload,
-        reclaimed,
-    })
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use redis::Value;
 
-use super::reply::{entries, read_entries};
-use super::{GROUP, Pulled, Shared, SharedError};
+use super::reply::pulled;
+use super::{GROUP, PullLeases, Pulled, Shared, SharedError};
 
 impl Shared {
     /// Appends `payloads` to the work stream of `priority`.
@@ -35,22 +35,53 @@ impl Shared {
     /// Up to `count` work items for `consumer`, most urgent priority first:
     /// items another consumer held past `lease` before new ones. One round
     /// trip whatever the priorities (a script that stops at the first
-    /// stream with work), so a pull costs the same at every priority.
+    /// stream with work), with each item's lease taken in it when `leases`
+    /// says how ([`Pulled::lease`]).
     pub fn pull(
         &self,
         consumer: &str,
         count: usize,
         lease: Duration,
         priorities: &[u8],
+        leases: Option<&PullLeases<'_>>,
     ) -> Result<Vec<Pulled>, SharedError> {
         // KEYS: the streams, most urgent first. ARGV: group, consumer, idle
-        // ms, count. Returns {position, XAUTOCLAIM reply, XREADGROUP reply}
-        // of the first stream that gave anything, or {-1}.
-        const PULL: &str = "for i, s in ipairs(KEYS) do \
-            local claimed = redis.call('XAUTOCLAIM', s, ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', ARGV[4]) \
-            local read = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[4], 'STREAMS', s, '>') \
-            if #claimed[2] > 0 or read then return {i - 1, claimed, read} end \
-            end return {-1}";
+        // ms, count, then (or empty) the lease key prefix, the check key
+        // prefix, the holder and the lease in ms. Returns {-1}, or the
+        // position of the first stream that gave anything and its items as
+        // {id, payload, reclaimed, lease taken, check exists, ...} (-1 for
+        // the last two without leases). The lease and check keys are built
+        // from the payloads: a single Redis, not a Redis Cluster.
+        const PULL: &str = r#"
+local out = {}
+local function add(e, reclaimed)
+  local f = e[2]
+  if type(f) ~= 'table' then return end
+  for j = 1, #f - 1, 2 do
+    if f[j] == 'w' then
+      local p, taken, exists = f[j + 1], -1, -1
+      if ARGV[5] ~= '' then
+        taken = redis.call('SET', ARGV[5] .. p, ARGV[7], 'NX', 'PX', ARGV[8]) and 1 or 0
+        exists = redis.call('EXISTS', ARGV[6] .. p)
+      end
+      for _, v in ipairs({e[1], p, reclaimed, taken, exists}) do out[#out + 1] = v end
+      return
+    end
+  end
+end
+for i, s in ipairs(KEYS) do
+  local claimed = redis.call('XAUTOCLAIM', s, ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', ARGV[4])
+  for _, e in ipairs(claimed[2]) do add(e, 1) end
+  local read = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[4], 'STREAMS', s, '>')
+  if read then
+    for _, st in ipairs(read) do
+      for _, e in ipairs(st[2]) do add(e, 0) end
+    end
+  end
+  if #out > 0 or #claimed[2] > 0 or read then return {i - 1, out} end
+end
+return {-1}
+"#;
         if count == 0 || priorities.is_empty() {
             return Ok(Vec::new());
         }
@@ -66,6 +97,15 @@ impl Shared {
         }
         let (keys, who) = (streams.clone(), consumer.to_string());
         let idle = lease.as_millis() as u64;
+        let lease_args: [String; 4] = match leases {
+            Some(l) => [
+                self.key(l.lease_prefix),
+                self.key(l.check_prefix),
+                l.holder.to_string(),
+                l.ttl.as_millis().max(1).to_string(),
+            ],
+            None => Default::default(),
+        };
         let reply: Result<Value, SharedError> = self.call(|mut c| async move {
             redis::cmd("EVAL")
                 .arg(PULL)
@@ -75,11 +115,12 @@ impl Shared {
                 .arg(&who)
                 .arg(idle)
                 .arg(count)
+                .arg(&lease_args)
                 .query_async(&mut c)
                 .await
         });
-        let reply = match reply {
-            Ok(r) => r,
+        match reply {
+            Ok(r) => pulled(&r, priorities),
             Err(e) => {
                 // A stream was flushed away: make the groups again next time.
                 if matches!(&e, SharedError::Redis(m) if m.contains("NOGROUP"))
@@ -89,34 +130,9 @@ impl Shared {
                         g.remove(s);
                     }
                 }
-                return Err(e);
+                Err(e)
             }
-        };
-        let Value::Array(parts) = reply else {
-            return Err(SharedError::Redis(
-                "pull: the script's reply is not a list".into(),
-            ));
-        };
-        let at = match parts.first() {
-            Some(Value::Int(i)) if *i >= 0 => *i as usize,
-            Some(Value::Int(_)) => return Ok(Vec::new()),
-            _ => {
-                return Err(SharedError::Redis(
-                    "pull: the script's reply has no position".into(),
-                ));
-            }
-        };
-        let Some(&priority) = priorities.get(at) else {
-            return Err(SharedError::Redis(format!("pull: no stream {at}")));
-        };
-        let mut items = parts
-            .get(1)
-            .map(|c| entries(c, 1, priority, true))
-            .unwrap_or_default();
-        if let Some(read) = parts.get(2) {
-            items.extend(read_entries(read, priority));
         }
-        Ok(items)
     }
 
     fn ensure_group(&self, stream: &str) -> Result<(), SharedError> {

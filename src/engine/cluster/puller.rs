@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::cache::shared::Pulled;
+use crate::cache::shared::{PullLeases, Pulled};
 
 use super::super::error::EngineError;
 use super::super::forecast::JobKey;
@@ -33,10 +33,21 @@ impl Inner {
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             }
-            let items = match c
-                .shared
-                .pull(&c.replica, take - queued, c.lease, &PRIORITIES)
-            {
+            // The items' leases are taken in the same round trip.
+            let leases = PullLeases {
+                lease_prefix: "lease:",
+                check_prefix: "fc:",
+                holder: &c.replica,
+                ttl: c.lease,
+            };
+            let pulled = c.shared.pull(
+                &c.replica,
+                take - queued,
+                c.lease,
+                &PRIORITIES,
+                Some(&leases),
+            );
+            let items = match pulled {
                 Ok(items) => items,
                 Err(e) => {
                     tracing::debug!(error = %e, "shared work not pulled");
@@ -52,11 +63,11 @@ impl Inner {
         }
     }
 
-    /// Leases the pulled items' windows (one round trip for all) and queues
-    /// those this replica now holds; items of windows unknown, gone or
-    /// already computed are acknowledged.
+    /// Queues the pulled items whose windows this replica now holds (their
+    /// leases were taken by the pull); items of windows unknown, gone or
+    /// already computed are acknowledged, and their leases given back.
     fn take_items(&self, c: &Cluster, items: Vec<Pulled>) {
-        let mut wanted = Vec::new();
+        let mut back = Vec::new();
         for item in items {
             // Taken over from a replica past its lease, even when its window
             // was finished meanwhile (a person's request computes a window
@@ -64,6 +75,12 @@ impl Inner {
             if item.reclaimed {
                 c.reclaimed.fetch_add(1, Ordering::Relaxed);
             }
+            // No lease outcome (none was asked for): treated as held
+            // elsewhere, so the item stays pending.
+            let lease = match item.lease {
+                Some(found) => c.settle_lease(&item.payload, found, &mut back),
+                None => Lease::Held,
+            };
             let known = parse_window(&item.payload).and_then(|key| {
                 // Deleted or flushed since: nothing to compute.
                 let upload = self.resolve(&key.handle, key.kind).ok()?;
@@ -71,19 +88,13 @@ impl Inner {
                     .is_none()
                     .then_some((key, upload))
             });
-            match known {
-                Some((key, upload)) => wanted.push((item, key, upload)),
-                None => {
-                    let _ = c.shared.ack(item.priority, &item.id);
+            let Some((key, upload)) = known else {
+                if lease == Lease::Taken && c.release(&item.payload) {
+                    back.push(format!("lease:{}", item.payload));
                 }
-            }
-        }
-        let names: Vec<&str> = wanted.iter().map(|(i, ..)| i.payload.as_str()).collect();
-        // Redis not answering: the items stay pending and are pulled again.
-        let Ok(leases) = c.take_leases(&names) else {
-            return;
-        };
-        for ((item, key, upload), lease) in wanted.into_iter().zip(leases) {
+                let _ = c.shared.ack(item.priority, &item.id);
+                continue;
+            };
             match lease {
                 // Another replica computes it: the item stays pending, and
                 // is taken over after the lease if that replica dies.
@@ -108,9 +119,10 @@ impl Inner {
                 tracing::debug!(error = %EngineError::from(e), "shared work not queued");
                 // Left for another replica (or a later pull), not held here.
                 if c.release(&item.payload) {
-                    let _ = c.shared.delete(&[format!("lease:{}", item.payload)]);
+                    back.push(format!("lease:{}", item.payload));
                 }
             }
         }
+        let _ = c.shared.delete(&back);
     }
 }
