@@ -1,6 +1,7 @@
 //! The shared tier's work queues: one Redis Stream per priority, read by
 //! one consumer group that every replica joins; an entry a consumer held
-//! past the lease is taken over (`XAUTOCLAIM`) before new ones are read.
+//! past the lease is taken over (`XAUTOCLAIM`) before new ones are read,
+//! all in one script per pull (which can also take the items' leases).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
