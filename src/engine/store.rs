@@ -416,4 +416,8 @@ impl Delivery for Inner {
     fn settled(&self) {
         self.flush_shared();
     }
+
+    fn at_hand(&self, job: &JobKey) -> Option<Arc<WindowForecast>> {
+        self.cached_forecast(&job.upload, &job.window)
+    }
 }

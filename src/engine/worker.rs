@@ -48,6 +48,14 @@ pub trait Delivery: Send + Sync {
     fn batch(&self, priority: u8, windows: usize, took: Duration, ok: bool);
     /// Every result of the pass was delivered.
     fn settled(&self) {}
+    /// The forecast of `job` when it is already at hand: delivered by an
+    /// identical job that finished after this one's requester looked for
+    /// it and before it was queued. The model thread delivers it instead
+    /// of computing the window twice.
+    fn at_hand(&self, job: &JobKey) -> Option<Arc<WindowForecast>> {
+        let _ = job;
+        None
+    }
 }
 
 /// How the model thread runs.
@@ -99,6 +107,10 @@ pub fn model_worker(
         let mut windows = Vec::with_capacity(batch.len());
         let mut keys = Vec::with_capacity(batch.len());
         for t in batch {
+            if let Some(f) = out.at_hand(&t.key) {
+                out.deliver(&t.key, Ok(f));
+                continue;
+            }
             let u = &t.key.upload;
             let built = match t.key.window.target {
                 Target::Index(i) => u.prepared.dataset.window(i),
@@ -115,6 +127,7 @@ pub fn model_worker(
             }
         }
         if windows.is_empty() {
+            out.settled();
             continue;
         }
         out.busy(true);
