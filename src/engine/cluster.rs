@@ -36,6 +36,10 @@ const POLL: Duration = Duration::from_millis(100);
 const MAX_RENEWALS: u32 = 10;
 /// Work-stream priorities, most urgent first.
 const PRIORITIES: [u8; 3] = [0, 1, 3];
+/// Key prefix of a window's lease (then its name).
+const LEASE: &str = "lease:";
+/// Key prefix of a window's forecast (then its name).
+const FORECAST: &str = "fc:";
 
 /// What taking a window's lease found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +166,14 @@ impl Cluster {
             .unwrap_or(false)
     }
 
+    /// Forgets the lease of window `name` if this replica holds it, and
+    /// puts its key on `back`, to be deleted (another's lease stays).
+    fn give_back(&self, name: &str, back: &mut Vec<String>) {
+        if self.release(name) {
+            back.push(format!("{LEASE}{name}"));
+        }
+    }
+
     /// Renews the held leases every third of the lease. A lease is renewed
     /// for at most [`MAX_RENEWALS`] leases' time: a window that long in
     /// this replica's hands is left to the others.
@@ -174,7 +186,7 @@ impl Cluster {
         let names: Vec<String> = match self.held.lock() {
             Ok(mut h) => {
                 h.retain(|_, taken| now.duration_since(*taken) < self.lease * MAX_RENEWALS);
-                h.keys().map(|n| format!("lease:{n}")).collect()
+                h.keys().map(|n| format!("{LEASE}{n}")).collect()
             }
             Err(_) => return,
         };
@@ -202,7 +214,7 @@ impl Cluster {
     fn take_leases(&self, names: &[&str]) -> Result<Vec<Lease>, SharedError> {
         let pairs: Vec<(String, String)> = names
             .iter()
-            .map(|n| (format!("lease:{n}"), format!("fc:{n}")))
+            .map(|n| (format!("{LEASE}{n}"), format!("{FORECAST}{n}")))
             .collect();
         let found = self.shared.lease_many(&pairs, &self.replica, self.lease)?;
         let mut back = Vec::new();
@@ -228,7 +240,7 @@ impl Cluster {
             (false, false) => Lease::Held,
             (false, true) => Lease::Done,
             (true, true) => {
-                back.push(format!("lease:{name}"));
+                back.push(format!("{LEASE}{name}"));
                 Lease::Done
             }
             (true, false) => {
@@ -270,7 +282,7 @@ impl Cluster {
 
     /// The forecast of `key` in Redis.
     fn forecast(&self, key: &WindowKey, version: u64) -> Option<WindowForecast> {
-        let name = format!("fc:{}", window_name(key));
+        let name = format!("{FORECAST}{}", window_name(key));
         let bytes = self.shared.get(&name).ok()??;
         decode_forecast(&bytes, version)
     }
@@ -316,7 +328,7 @@ impl Inner {
         let Some(c) = &self.cluster else { return 0 };
         let names: Vec<String> = keys
             .iter()
-            .map(|k| format!("fc:{}", window_name(k)))
+            .map(|k| format!("{FORECAST}{}", window_name(k)))
             .collect();
         let Ok(values) = c.shared.get_many(&names) else {
             return 0;
@@ -387,9 +399,10 @@ impl Inner {
                     target: Target::Index(index),
                 };
                 match self.cached_forecast(&upload, &key) {
-                    Some(f) => {
-                        computed.push((format!("fc:{}", window_name(&key)), encode_forecast(&f)))
-                    }
+                    Some(f) => computed.push((
+                        format!("{FORECAST}{}", window_name(&key)),
+                        encode_forecast(&f),
+                    )),
                     None => missing.push(key),
                 }
             }
@@ -413,7 +426,7 @@ impl Inner {
         let kind = upload.kind.as_str();
         let _ = c
             .shared
-            .delete_matching(&format!("fc:{}:{kind}:*", upload.handle));
+            .delete_matching(&format!("{FORECAST}{}:{kind}:*", upload.handle));
         let _ = c
             .shared
             .delete(&[format!("queued:{}:{kind}", upload.handle)]);
@@ -428,9 +441,9 @@ impl Inner {
         c.release(&name);
         let acks = c.acks.lock().ok().and_then(|mut a| a.remove(&name));
         let done = Finished {
-            name: format!("fc:{name}"),
+            name: format!("{FORECAST}{name}"),
             value: encode_forecast(f),
-            release: format!("lease:{name}"),
+            release: format!("{LEASE}{name}"),
             acks: acks.unwrap_or_default(),
         };
         if let Ok(mut p) = c.finished.lock() {
@@ -466,10 +479,9 @@ impl Inner {
     pub(crate) fn give_up_shared(&self, key: &WindowKey) {
         let Some(c) = &self.cluster else { return };
         let name = window_name(key);
-        // Only a lease this replica holds: another's stays with it.
-        if c.release(&name) {
-            let _ = c.shared.delete(&[format!("lease:{name}")]);
-        }
+        let mut back = Vec::new();
+        c.give_back(&name, &mut back);
+        let _ = c.shared.delete(&back);
         let acks = c.acks.lock().ok().and_then(|mut a| a.remove(&name));
         for (priority, id) in acks.into_iter().flatten() {
             let _ = c.shared.ack(priority, &id);
@@ -496,7 +508,7 @@ impl Inner {
                 self.forecasts.insert(key.clone(), f.clone());
                 return Some(f);
             }
-            let lease = format!("lease:{name}");
+            let lease = format!("{LEASE}{name}");
             match c.take_lease(&name) {
                 Ok(Lease::Taken) | Err(_) => return None,
                 // Stored meanwhile: read on the next turn.

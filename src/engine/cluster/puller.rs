@@ -12,7 +12,7 @@ use super::super::error::EngineError;
 use super::super::forecast::JobKey;
 use super::super::state::Inner;
 use super::codec::parse_window;
-use super::{Cluster, Lease, POLL, PRIORITIES};
+use super::{Cluster, FORECAST, LEASE, Lease, POLL, PRIORITIES};
 
 impl Inner {
     /// The puller: while the model threads have room for their next pass
@@ -35,8 +35,8 @@ impl Inner {
             }
             // The items' leases are taken in the same round trip.
             let leases = PullLeases {
-                lease_prefix: "lease:",
-                check_prefix: "fc:",
+                lease_prefix: LEASE,
+                check_prefix: FORECAST,
                 holder: &c.replica,
                 ttl: c.lease,
             };
@@ -89,8 +89,8 @@ impl Inner {
                     .then_some((key, upload))
             });
             let Some((key, upload)) = known else {
-                if lease == Lease::Taken && c.release(&item.payload) {
-                    back.push(format!("lease:{}", item.payload));
+                if lease == Lease::Taken {
+                    c.give_back(&item.payload, &mut back);
                 }
                 let _ = c.shared.ack(item.priority, &item.id);
                 continue;
@@ -118,9 +118,7 @@ impl Inner {
             {
                 tracing::debug!(error = %EngineError::from(e), "shared work not queued");
                 // Left for another replica (or a later pull), not held here.
-                if c.release(&item.payload) {
-                    back.push(format!("lease:{}", item.payload));
-                }
+                c.give_back(&item.payload, &mut back);
             }
         }
         let _ = c.shared.delete(&back);
